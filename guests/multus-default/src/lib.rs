@@ -1,0 +1,139 @@
+//! The default delegation policy: Multus' semantics for `k8s.v1.cni.cncf.io/networks`.
+//!
+//! Both annotation forms are understood, as Multus documents them:
+//! - the comma form, `net-a, other-ns/net-b@eth9`;
+//! - the JSON form, `[{"name": "net-a", "namespace": "…", "interface": "…", "ips": […],
+//!   "mac": "…", "default-route": […], "cni-args": {…}}]`.
+//!
+//! Unqualified names resolve in the pod's namespace. The cluster's default networks come first.
+//! Interface names left out are assigned by the host (`net1`, `net2`, … by position).
+
+#![allow(
+    unsafe_code,
+    reason = "wit-bindgen's export! glue defines the component's raw ABI entry points"
+)]
+
+mod bindings {
+    #![allow(missing_docs, reason = "generated from wit/, which documents every item")]
+    wit_bindgen::generate!({ world: "delegation-policy", path: "../../wit", pub_export_macro: true });
+}
+
+use bindings::exports::wasmcni::policy::delegation::{Attachment, Denial, Guest, NetworkRef, Request};
+
+/// The pod annotation Multus reads.
+const NETWORKS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
+
+struct MultusDefault;
+
+impl Guest for MultusDefault {
+    fn decide(req: Request) -> Result<Vec<Attachment>, Denial> {
+        let mut out: Vec<Attachment> = req.default_networks.into_iter().map(plain).collect();
+        let annotation = req
+            .pod
+            .annotations
+            .iter()
+            .find(|(k, _)| k == NETWORKS_ANNOTATION)
+            .map(|(_, v)| v.trim());
+        match annotation {
+            None | Some("") => {}
+            Some(text) if text.starts_with('[') => out.extend(parse_json(text, &req.pod.namespace)?),
+            Some(text) => {
+                for element in text.split(',') {
+                    out.push(parse_element(element.trim(), &req.pod.namespace)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn plain(network: NetworkRef) -> Attachment {
+    Attachment {
+        network,
+        interface: None,
+        ips: Vec::new(),
+        mac: None,
+        default_route: Vec::new(),
+        cni_args: None,
+    }
+}
+
+/// One element of the comma form: `[namespace/]name[@interface]`.
+fn parse_element(element: &str, pod_namespace: &str) -> Result<Attachment, Denial> {
+    let bad = |why: &str| Denial::BadAnnotation(format!("network {element:?}: {why}"));
+    if element.is_empty() {
+        return Err(bad("empty element (stray comma?)"));
+    }
+    let (reference, interface) = match element.split_once('@') {
+        Some((_, iface)) if iface.contains('@') => return Err(bad("more than one '@'")),
+        Some((_, "")) => return Err(bad("empty interface name after '@'")),
+        Some((r, iface)) => (r, Some(iface.to_string())),
+        None => (element, None),
+    };
+    let (namespace, name) = match reference.split_once('/') {
+        Some((_, n)) if n.contains('/') => return Err(bad("more than one '/'")),
+        Some((ns, n)) => (ns, n),
+        None => (pod_namespace, reference),
+    };
+    if namespace.is_empty() || name.is_empty() {
+        return Err(bad("empty namespace or name"));
+    }
+    Ok(Attachment {
+        interface,
+        ..plain(NetworkRef {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        })
+    })
+}
+
+/// The JSON form: a list of Multus `NetworkSelectionElement`s.
+fn parse_json(text: &str, pod_namespace: &str) -> Result<Vec<Attachment>, Denial> {
+    let bad = |why: String| Denial::BadAnnotation(why);
+    let elements: Vec<serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| bad(format!("not a JSON list of networks: {e}")))?;
+    let mut out = Vec::with_capacity(elements.len());
+    for (i, el) in elements.iter().enumerate() {
+        let field = |key: &str| -> Result<Option<String>, Denial> {
+            match el.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                Some(other) => Err(bad(format!("element {i}: {key:?} must be a string, not {other}"))),
+            }
+        };
+        let strings = |key: &str| -> Result<Vec<String>, Denial> {
+            match el.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+                Some(serde_json::Value::Array(items)) => items
+                    .iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| bad(format!("element {i}: {key:?} must hold strings")))
+                    })
+                    .collect(),
+                Some(_) => Err(bad(format!("element {i}: {key:?} must be a list of strings"))),
+            }
+        };
+        let name = field("name")?
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| bad(format!("element {i}: \"name\" is required")))?;
+        let namespace = field("namespace")?.unwrap_or_else(|| pod_namespace.to_string());
+        let cni_args = match el.get("cni-args") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v @ serde_json::Value::Object(_)) => Some(v.to_string()),
+            Some(_) => return Err(bad(format!("element {i}: \"cni-args\" must be an object"))),
+        };
+        out.push(Attachment {
+            network: NetworkRef { namespace, name },
+            interface: field("interface")?,
+            ips: strings("ips")?,
+            mac: field("mac")?,
+            default_route: strings("default-route")?,
+            cni_args,
+        });
+    }
+    Ok(out)
+}
+
+bindings::export!(MultusDefault with_types_in bindings);

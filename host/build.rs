@@ -1,0 +1,60 @@
+//! Builds the default guests (`guests/*`) as wasm32-wasip2 components and puts them in OUT_DIR,
+//! where `guest::BUILTIN` embeds them: a bare `cargo build` yields a host that works alone.
+//!
+//! The guests are built by the same command a person would run (see guests/README.md), into a
+//! target directory of their own, since the outer cargo holds the lock on the host's.
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// (name the host knows it by, cargo package)
+const GUESTS: &[(&str, &str)] = &[
+    ("multus-default", "guest-multus-default"),
+    ("lowest-free", "guest-lowest-free"),
+];
+
+fn main() {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let root = manifest.parent().expect("host/ is in the workspace").to_path_buf();
+    let out = PathBuf::from(env::var("OUT_DIR").expect("set by cargo")).join("guests");
+    let target = env::var_os("WASMCNI_GUEST_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target").join("guests"));
+
+    let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(&root)
+        .args(["build", "--locked", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .arg(&target);
+    for (_, package) in GUESTS {
+        cmd.args(["-p", package]);
+    }
+    // The outer build's settings are for the host (a clippy wrapper, host RUSTFLAGS, its target
+    // dir): keep them out of the guest build, but share the jobserver.
+    for (k, _) in env::vars() {
+        let leak = (k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_MAKEFLAGS")
+            || matches!(k.as_str(), "RUSTFLAGS" | "RUSTC_WORKSPACE_WRAPPER" | "RUSTC_WRAPPER" | "RUSTC");
+        if leak {
+            cmd.env_remove(k);
+        }
+    }
+    let status = cmd.status().expect("running cargo for the guests");
+    assert!(
+        status.success(),
+        "building the guests failed; is the target installed? `rustup target add wasm32-wasip2`"
+    );
+
+    std::fs::create_dir_all(&out).expect("creating OUT_DIR/guests");
+    for (name, package) in GUESTS {
+        let built = target
+            .join("wasm32-wasip2/release")
+            .join(format!("{}.wasm", package.replace('-', "_")));
+        std::fs::copy(&built, out.join(format!("{name}.wasm")))
+            .unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+    }
+    for dir in ["guests", "wit"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!("cargo:rerun-if-env-changed=WASMCNI_GUEST_TARGET_DIR");
+}

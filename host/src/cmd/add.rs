@@ -1,0 +1,127 @@
+//! ADD, top to bottom: who is the pod → which networks (delegation guest) → the plan, written
+//! down → the cluster network → each extra network (address by IPAM guest, link, config) →
+//! the pod's network-status → the result. Any failure undoes what was done, in reverse.
+
+use serde_json::Value;
+
+use super::{call, pod_ref};
+use crate::cni::{Error, Request};
+use crate::config::PluginConf;
+use crate::delegate::{self, NetworkStatus, cache::Record};
+use crate::guest::{DelegationRequest, NetworkRef, Pod};
+use crate::k8s;
+
+/// The annotation Multus writes and tools read.
+pub const NETWORK_STATUS: &str = "k8s.v1.cni.cncf.io/network-status";
+
+/// What to undo when a later step fails.
+enum Undo {
+    /// The cluster network's chain.
+    Cluster,
+    /// Extra attachment `i`'s chain.
+    Attachment(usize),
+}
+
+pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error> {
+    // 1. The pod, as the API server knows it.
+    let (namespace, name) = pod_ref(req)?;
+    let kube = k8s::Client::from_kubeconfig(&conf.kubeconfig).await?;
+    let pod = kube.pod(&namespace, &name).await?;
+    let facts = pod_facts(&pod, &namespace, &name, req.args.pod_uid.as_deref());
+    let cluster = delegate::cluster_network(&conf.cluster_network)?;
+    let call = call(req, conf, facts.clone(), Some(kube.clone()))?;
+
+    // 2. Which extra networks: the delegation guest decides, the host validates and resolves.
+    let decider = call.guests.load(&call.conf.delegation)?;
+    let ask = DelegationRequest {
+        pod: facts,
+        node: call.node.clone(),
+        default_networks: default_networks(&call.conf.default_networks, &namespace)?,
+    };
+    let decided = call.guests.decide(&decider, &ask)?;
+    let plan = delegate::plan(&kube, &decider, decided, &req.ifname).await?;
+
+    // 3. Written down before anything is created: DEL must find it even if we die next.
+    let dir = call.conf.cni_dir.clone();
+    let mut record = Record::new(&req.container_id, &call.podref(), &req.ifname, &cluster, &plan);
+    record.write(&dir)?;
+
+    let mut undo: Vec<Undo> = Vec::new();
+    let attached = async {
+        // 4. The cluster network (eth0).
+        undo.push(Undo::Cluster);
+        let primary = delegate::add_chain(&call, &cluster.name, &cluster, &req.ifname)
+            .await
+            .map_err(|e| Error::from(e).context(format!("cluster network {}", cluster.name)))?;
+        let mut status = vec![NetworkStatus::from_result(&cluster.name, &req.ifname, &primary, true)];
+        record.cluster_result = Some(primary.clone());
+
+        // 5. Each extra network, in order.
+        for (i, att) in plan.iter().enumerate() {
+            undo.push(Undo::Attachment(i));
+            let result = delegate::add_chain(&call, &att.network, &att.chain, &att.ifname)
+                .await
+                .map_err(|e| Error::from(e).context(format!("network {} ({})", att.network, att.ifname)))?;
+            status.push(NetworkStatus::from_result(&att.network, &att.ifname, &result, false));
+            record.results[i] = Some(result);
+        }
+
+        // 6. Tell the pod what it got.
+        let text = serde_json::to_string_pretty(&status).expect("status serializes");
+        kube.annotate_pod(&namespace, &name, NETWORK_STATUS, &text).await?;
+        record.write(&dir)?;
+        Ok::<_, Error>(primary)
+    }
+    .await;
+
+    match attached {
+        Ok(primary) => Ok(primary.to_version(&call.conf.cni_version)),
+        Err(e) => {
+            for step in undo.into_iter().rev() {
+                let (net, chain, ifname) = match step {
+                    Undo::Cluster => (cluster.name.as_str(), &cluster, req.ifname.as_str()),
+                    Undo::Attachment(i) => (plan[i].network.as_str(), &plan[i].chain, plan[i].ifname.as_str()),
+                };
+                if let Err(u) = delegate::del_chain(&call, net, chain, ifname, None).await {
+                    tracing::error!("rollback of {net} on {ifname} failed: {u}");
+                }
+            }
+            if let Err(u) = Record::remove(&dir, &req.container_id) {
+                tracing::error!("rollback: {u}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The pod as guests see it.
+fn pod_facts(pod: &k8s_openapi::api::core::v1::Pod, namespace: &str, name: &str, uid: Option<&str>) -> Pod {
+    let pairs = |m: &Option<std::collections::BTreeMap<String, String>>| {
+        m.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    Pod {
+        namespace: namespace.into(),
+        name: name.into(),
+        uid: pod.metadata.uid.clone().or(uid.map(str::to_string)).unwrap_or_default(),
+        labels: pairs(&pod.metadata.labels),
+        annotations: pairs(&pod.metadata.annotations),
+    }
+}
+
+/// `defaultNetworks` of the config as references (unqualified names are in the pod's namespace).
+fn default_networks(names: &[String], pod_namespace: &str) -> Result<Vec<NetworkRef>, Error> {
+    names
+        .iter()
+        .map(|n| {
+            let (namespace, name) = n.split_once('/').unwrap_or((pod_namespace, n));
+            if name.is_empty() || name.contains('/') {
+                return Err(Error::new(
+                    crate::cni::Code::InvalidConfig,
+                    "invalid defaultNetworks",
+                    format!("{n:?} is not NAME or NAMESPACE/NAME"),
+                ));
+            }
+            Ok(NetworkRef { namespace: namespace.into(), name: name.into() })
+        })
+        .collect()
+}

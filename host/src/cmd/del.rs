@@ -1,0 +1,79 @@
+//! DEL: undo an ADD, never blocked by what is already gone.
+//!
+//! - With the delegate cache: every planned attachment's chain is deleted in reverse, then the
+//!   cluster network. No API read of the pod or its NADs is needed.
+//! - Without it (ADD never got that far, or the file was lost or corrupt): the cluster network
+//!   is deleted from wasmcni's own config, and any address recorded for this container in an
+//!   IPPool is released. Links inside the pod's namespace go away with the namespace.
+//!
+//! Every step runs even when an earlier one failed; the first error is reported (an
+//! unreachable API server is code 11, so the runtime retries and no address leaks).
+
+use super::{call, pod_ref, pod_stub};
+use crate::cni::{Error, Request};
+use crate::config::PluginConf;
+use crate::delegate::{self, cache::Record};
+use crate::ipam::{self, Owner};
+use crate::k8s;
+
+pub(super) async fn del(req: &Request, conf: PluginConf) -> Result<(), Error> {
+    let record = Record::read(&conf.cni_dir, &req.container_id);
+    let (namespace, name) = match (&record, pod_ref(req)) {
+        (_, Ok(p)) => p,
+        (Some(r), Err(_)) => r.podref.split_once('/').map(|(a, b)| (a.to_string(), b.to_string())).unwrap_or_default(),
+        (None, Err(e)) => return Err(e),
+    };
+    let kube = match k8s::Client::from_kubeconfig(&conf.kubeconfig).await {
+        Ok(k) => Some(k),
+        Err(e) => {
+            tracing::warn!("DEL continues without the API: {e}");
+            None
+        }
+    };
+    let pod = pod_stub(&namespace, &name, req.args.pod_uid.as_deref());
+    let dir = conf.cni_dir.clone();
+    let call = call(req, conf, pod, kube.clone())?;
+    let mut first: Option<Error> = None;
+    let mut keep = |r: Result<(), Error>| {
+        if let Err(e) = r {
+            tracing::error!("DEL {}: {e}", req.container_id);
+            first.get_or_insert(e);
+        }
+    };
+
+    match &record {
+        Some(rec) => {
+            for (i, att) in rec.attachments.iter().enumerate().rev() {
+                let prev = rec.results.get(i).and_then(Option::as_ref);
+                keep(
+                    delegate::del_chain(&call, &att.network, &att.chain, &att.ifname, prev)
+                        .await
+                        .map_err(|e| Error::from(e).context(format!("network {} ({})", att.network, att.ifname))),
+                );
+            }
+            keep(
+                delegate::del_chain(&call, &rec.cluster.name, &rec.cluster, &rec.ifname, rec.cluster_result.as_ref())
+                    .await
+                    .map_err(|e| Error::from(e).context(format!("cluster network {}", rec.cluster.name))),
+            );
+        }
+        None => {
+            match delegate::cluster_network(&call.conf.cluster_network) {
+                Ok(cluster) => keep(
+                    delegate::del_chain(&call, &cluster.name, &cluster, &req.ifname, None)
+                        .await
+                        .map_err(|e| Error::from(e).context(format!("cluster network {}", cluster.name))),
+                ),
+                Err(e) => keep(Err(e)),
+            }
+            if let Some(kube) = &kube {
+                let owner = Owner { container_id: req.container_id.clone(), ifname: String::new(), podref: call.podref() };
+                keep(ipam::release(kube, &call.conf.ipam_namespace, None, &owner).await.map_err(Error::from));
+            }
+        }
+    }
+    match first {
+        None => Record::remove(&dir, &req.container_id).map_err(Error::from),
+        Some(e) => Err(e),
+    }
+}

@@ -1,0 +1,123 @@
+//! One file per CNI verb; this dispatcher turns env + stdin into a verb call and its outcome
+//! into what the runtime reads on stdout.
+
+mod add;
+mod check;
+mod del;
+mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::cni::{self, Code, Command, Error, Request};
+use crate::config::PluginConf;
+use crate::delegate::Call;
+use crate::guest::{Guests, Pod};
+
+/// Run one CNI invocation. Returns what to print on stdout and whether it succeeded.
+pub fn run(env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
+    // Errors are written in the caller's version when it can be read at all.
+    let version = serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| v.get("cniVersion").and_then(Value::as_str).map(str::to_string))
+        .filter(|v| cni::supports(v))
+        .unwrap_or_else(|| "1.1.0".to_string());
+    match dispatch(env, stdin) {
+        Ok(Some(v)) => (v.to_string(), true),
+        Ok(None) => (String::new(), true),
+        Err(e) => {
+            tracing::error!("{e}");
+            (e.to_json(&version), false)
+        }
+    }
+}
+
+/// stdin could not be read at all.
+pub fn io_error(e: &std::io::Error) -> (String, bool) {
+    (Error::new(Code::Io, "cannot read stdin", e.to_string()).to_json("1.1.0"), false)
+}
+
+fn dispatch(env: &[(String, String)], stdin: &[u8]) -> Result<Option<Value>, Error> {
+    let req = Request::from_env(env)?;
+    if stdin.len() > cni::MAX_STDIN {
+        return Err(Error::new(
+            Code::Decode,
+            "network config too large",
+            format!("stdin is over {} bytes; a network config is a few KiB", cni::MAX_STDIN),
+        ));
+    }
+    if req.command == Command::Version {
+        return Ok(Some(version(stdin)));
+    }
+    let conf = PluginConf::parse(stdin)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::new(Code::Internal, "cannot start the runtime", e.to_string()))?;
+    rt.block_on(async {
+        match req.command {
+            Command::Add => add::add(&req, conf).await.map(Some),
+            Command::Del => del::del(&req, conf).await.map(|()| None),
+            Command::Check => check::check(&req, conf).await.map(|()| None),
+            Command::Status => status::status(&conf).map(|()| None),
+            Command::Gc => Err(Error::new(
+                Code::InvalidEnv,
+                "GC is not implemented yet",
+                "wasmcni does not garbage-collect yet; nothing was changed",
+            )),
+            Command::Version => unreachable!("answered above"),
+        }
+    })
+}
+
+/// VERSION: the supported versions, in the version the caller asked in.
+fn version(stdin: &[u8]) -> Value {
+    let asked = serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| v.get("cniVersion").and_then(Value::as_str).map(str::to_string))
+        .filter(|v| cni::supports(v))
+        .unwrap_or_else(|| "1.1.0".into());
+    json!({"cniVersion": asked, "supportedVersions": cni::SUPPORTED_VERSIONS})
+}
+
+/// The pod a call is for, from CNI_ARGS (a Kubernetes runtime always sends them).
+fn pod_ref(req: &Request) -> Result<(String, String), Error> {
+    match (&req.args.pod_namespace, &req.args.pod_name) {
+        (Some(ns), Some(name)) => Ok((ns.clone(), name.clone())),
+        _ => Err(Error::new(
+            Code::InvalidEnv,
+            "CNI_ARGS lacks the pod",
+            "K8S_POD_NAMESPACE and K8S_POD_NAME must be in CNI_ARGS (containerd and CRI-O send them)",
+        )),
+    }
+}
+
+/// The shared context of a verb.
+fn call(req: &Request, conf: PluginConf, pod: Pod, kube: Option<crate::k8s::Client>) -> Result<Call, Error> {
+    let guests: Arc<Guests> = Guests::new(conf.guest_cache_dir.clone(), Duration::from_millis(conf.guest_timeout_ms))
+        .map_err(|e| Error::new(Code::Internal, "cannot start the Wasm engine", format!("{e:#}")))?;
+    Ok(Call {
+        container_id: req.container_id.clone(),
+        netns: req.netns.clone(),
+        args: req.args.clone(),
+        path: req.path.clone(),
+        pod,
+        node: conf.node(),
+        kube,
+        guests,
+        conf,
+    })
+}
+
+/// A pod known only by reference (DEL and CHECK do not read the pod).
+fn pod_stub(namespace: &str, name: &str, uid: Option<&str>) -> Pod {
+    Pod {
+        namespace: namespace.into(),
+        name: name.into(),
+        uid: uid.unwrap_or_default().into(),
+        labels: Vec::new(),
+        annotations: Vec::new(),
+    }
+}

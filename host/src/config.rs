@@ -1,0 +1,122 @@
+//! wasmcni's own network config: the `"type": "wasmcni"` plugin in the node's primary conflist.
+//!
+//! ```json
+//! {"cniVersion": "1.0.0", "name": "wasmcni", "type": "wasmcni",
+//!  "kubeconfig": "/etc/cni/net.d/wasmcni.d/wasmcni.kubeconfig",
+//!  "clusterNetwork": "/etc/cni/net.d/wasmcni.d/cluster.conflist",
+//!  "delegation": {"guest": "multus-default"}}
+//! ```
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::cni::{Code, Error};
+
+/// Which guest to run for a decision, as a config names it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestRef {
+    /// The guest's name: built in (`multus-default`, `lowest-free`) or pinned by the admin.
+    pub guest: String,
+    /// The sha256 the module must have, when the config pins it itself.
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+impl GuestRef {
+    /// A reference to a built-in guest.
+    pub fn builtin(name: &str) -> Self {
+        GuestRef {
+            guest: name.to_string(),
+            sha256: None,
+        }
+    }
+}
+
+fn default_delegation() -> GuestRef {
+    GuestRef::builtin("multus-default")
+}
+fn default_cni_dir() -> PathBuf {
+    PathBuf::from("/var/lib/wasmcni/delegates")
+}
+fn default_guest_cache() -> PathBuf {
+    PathBuf::from("/var/lib/wasmcni/guests")
+}
+fn default_ipam_namespace() -> String {
+    "kube-system".into()
+}
+fn default_guest_timeout_ms() -> u64 {
+    50
+}
+
+/// The `wasmcni` plugin config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginConf {
+    /// `cniVersion`: results are written in this version.
+    pub cni_version: String,
+    /// `name`: the network's name.
+    pub name: String,
+    /// `kubeconfig`: the identity wasmcni uses (RBAC in deploy/rbac.yaml).
+    pub kubeconfig: PathBuf,
+    /// `clusterNetwork`: path of the conf/conflist of the pod's primary network (Multus'
+    /// `clusterNetwork`), whose plugins are exec'd from CNI_PATH for CNI_IFNAME.
+    pub cluster_network: PathBuf,
+    /// `defaultNetworks`: NADs (`namespace/name`) every pod gets before its own.
+    #[serde(default)]
+    pub default_networks: Vec<String>,
+    /// `delegation`: the guest that decides a pod's attachments.
+    #[serde(default = "default_delegation")]
+    pub delegation: GuestRef,
+    /// `cniDir`: where the delegate cache lives (what DEL needs when the API server is away).
+    #[serde(default = "default_cni_dir")]
+    pub cni_dir: PathBuf,
+    /// `guestCacheDir`: root-only directory of compiled guests.
+    #[serde(default = "default_guest_cache")]
+    pub guest_cache_dir: PathBuf,
+    /// `ipamNamespace`: where IPPool objects live (whereabouts' default: kube-system).
+    #[serde(default = "default_ipam_namespace")]
+    pub ipam_namespace: String,
+    /// `guestTimeoutMs`: the wall-clock budget of one guest call.
+    #[serde(default = "default_guest_timeout_ms")]
+    pub guest_timeout_ms: u64,
+    /// `nodeName`: defaults to the host name.
+    #[serde(default)]
+    pub node_name: Option<String>,
+    /// `prevResult`: set when wasmcni is not first in its list.
+    #[serde(default)]
+    pub prev_result: Option<Value>,
+}
+
+impl PluginConf {
+    /// Parse stdin.
+    pub fn parse(stdin: &[u8]) -> Result<Self, Error> {
+        let value: Value = serde_json::from_slice(stdin).map_err(|e| {
+            Error::new(Code::Decode, "network config is not JSON", format!("stdin: {e}"))
+        })?;
+        let version = value.get("cniVersion").and_then(Value::as_str).unwrap_or_default();
+        if !crate::cni::supports(version) {
+            return Err(Error::new(
+                Code::IncompatibleVersion,
+                "unsupported cniVersion",
+                format!(
+                    "cniVersion {version:?}; wasmcni supports {}",
+                    crate::cni::SUPPORTED_VERSIONS.join(", ")
+                ),
+            ));
+        }
+        serde_json::from_value(value)
+            .map_err(|e| Error::new(Code::InvalidConfig, "invalid wasmcni network config", e.to_string()))
+    }
+
+    /// The node this call runs on.
+    pub fn node(&self) -> String {
+        self.node_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        })
+    }
+}

@@ -1,0 +1,199 @@
+//! The meta-plugin: resolving a pod's attachments, running each attachment's plugin chain
+//! (built-in ipvlan/macvlan in-process, anything else exec'd from CNI_PATH) and the delegate
+//! cache that DEL relies on.
+
+mod builtin;
+pub mod cache;
+mod exec;
+mod plan;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::cni::types::{CniResult, NetConfList};
+use crate::cni::{CniArgs, Command};
+use crate::config::PluginConf;
+use crate::guest::{Guests, Pod};
+use crate::{ipam, k8s, netlink};
+
+pub use plan::{Planned, cluster_network, plan};
+
+/// Why running a delegate failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The plugin binary is not in CNI_PATH. Not retryable: install it.
+    #[error("plugin {plugin:?} not found in CNI_PATH ({path})")]
+    NotFound {
+        /// The plugin type.
+        plugin: String,
+        /// CNI_PATH as searched.
+        path: String,
+    },
+    /// The plugin could not be run.
+    #[error("running plugin {plugin:?}")]
+    Exec {
+        /// The plugin type.
+        plugin: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The plugin printed something that is not a CNI result.
+    #[error("plugin {plugin:?} printed an invalid result: {why}")]
+    BadOutput {
+        /// The plugin type.
+        plugin: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The plugin returned a CNI error.
+    #[error("network {network}, {step}: {msg}")]
+    Plugin {
+        /// The network.
+        network: String,
+        /// Which plugin and verb.
+        step: String,
+        /// Its code.
+        code: u32,
+        /// Its msg.
+        msg: String,
+        /// Its details.
+        details: String,
+    },
+    /// A network's config is unusable.
+    #[error("network {network}: {why}")]
+    Config {
+        /// The network.
+        network: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The delegate cache could not be written or removed.
+    #[error("delegate cache {path}")]
+    Cache {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// IPAM failed.
+    #[error(transparent)]
+    Ipam(ipam::Error),
+    /// A netlink operation failed.
+    #[error(transparent)]
+    Netlink(netlink::Error),
+}
+
+/// What every delegate of one CNI call shares.
+pub struct Call {
+    /// CNI_CONTAINERID.
+    pub container_id: String,
+    /// CNI_NETNS.
+    pub netns: Option<PathBuf>,
+    /// CNI_ARGS, passed to exec'd delegates unchanged.
+    pub args: CniArgs,
+    /// CNI_PATH.
+    pub path: Vec<PathBuf>,
+    /// The pod, as the guests see it.
+    pub pod: Pod,
+    /// The node name.
+    pub node: String,
+    /// The API client (IPPools).
+    pub kube: Option<k8s::Client>,
+    /// The guest engine.
+    pub guests: Arc<Guests>,
+    /// wasmcni's config.
+    pub conf: PluginConf,
+}
+
+impl Call {
+    /// `namespace/name` of the pod.
+    pub fn podref(&self) -> String {
+        format!("{}/{}", self.pod.namespace, self.pod.name)
+    }
+}
+
+/// Run `chain`'s ADD for `ifname`: each plugin in order, each given the previous result.
+pub async fn add_chain(call: &Call, network: &str, chain: &NetConfList, ifname: &str) -> Result<CniResult, Error> {
+    let mut prev: Option<CniResult> = None;
+    for i in 0..chain.plugins.len() {
+        let conf = chain.plugin_conf(i, prev.as_ref());
+        let result = if builtin::handles(chain.plugin_type(i)) {
+            builtin::add(call, network, &conf, ifname).await?
+        } else {
+            exec::run(call, Command::Add, network, chain.plugin_type(i), &conf, ifname)
+                .await?
+                .ok_or_else(|| Error::BadOutput { plugin: chain.plugin_type(i).into(), why: "ADD printed no result".into() })?
+        };
+        prev = Some(result);
+    }
+    prev.ok_or_else(|| Error::Config { network: network.into(), why: "no plugins".into() })
+}
+
+/// Run `chain`'s DEL for `ifname` in reverse order. Every plugin is tried; the first error is
+/// returned after all have run, so one failure never stops the rest of the cleanup.
+pub async fn del_chain(call: &Call, network: &str, chain: &NetConfList, ifname: &str, prev: Option<&CniResult>) -> Result<(), Error> {
+    let mut first_err = None;
+    for i in (0..chain.plugins.len()).rev() {
+        let conf = chain.plugin_conf(i, prev);
+        let res = if builtin::handles(chain.plugin_type(i)) {
+            builtin::del(call, network, &conf, ifname).await
+        } else {
+            exec::run(call, Command::Del, network, chain.plugin_type(i), &conf, ifname).await.map(drop)
+        };
+        if let Err(e) = res {
+            tracing::error!("DEL {network} ({}) on {ifname}: {e}", chain.plugin_type(i));
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// Run `chain`'s CHECK for `ifname` with the result ADD produced.
+pub async fn check_chain(call: &Call, network: &str, chain: &NetConfList, ifname: &str, prev: &CniResult) -> Result<(), Error> {
+    for i in 0..chain.plugins.len() {
+        let conf = chain.plugin_conf(i, Some(prev));
+        if builtin::handles(chain.plugin_type(i)) {
+            builtin::check(call, network, &conf, ifname).await?;
+        } else {
+            exec::run(call, Command::Check, network, chain.plugin_type(i), &conf, ifname).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One entry of the `k8s.v1.cni.cncf.io/network-status` annotation, as Multus writes it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NetworkStatus {
+    /// The network: the cluster network's name, or `namespace/name` of the NAD.
+    pub name: String,
+    /// The interface in the pod.
+    pub interface: String,
+    /// Its addresses.
+    pub ips: Vec<String>,
+    /// Its MAC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// Whether this is the pod's default network.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub default: bool,
+    /// DNS settings (Multus always writes the key).
+    pub dns: serde_json::Value,
+}
+
+impl NetworkStatus {
+    /// The status of `ifname` from `result`.
+    pub fn from_result(name: &str, ifname: &str, result: &CniResult, default: bool) -> Self {
+        NetworkStatus {
+            name: name.into(),
+            interface: ifname.into(),
+            ips: result.addresses_of(ifname),
+            mac: result.mac_of(ifname).map(str::to_string),
+            default,
+            dns: serde_json::to_value(&result.dns).unwrap_or_else(|_| serde_json::json!({})),
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Guest resolution (built-in name, or a node path pinned by sha256), verification and the
+//! per-node compile cache.
+//!
+//! The cache key is the module's sha256 plus the engine's precompile compatibility hash, so a
+//! wasmcni upgrade or a changed engine config never loads a stale artifact; files are written to
+//! a temporary name and renamed, so a crash never leaves a half-written one under the key.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use super::{Error, Loaded};
+use crate::config::GuestRef;
+
+/// Guests compiled into the binary (built from `guests/` by build.rs).
+pub const BUILTIN: &[(&str, &[u8])] = &[
+    ("multus-default", include_bytes!(concat!(env!("OUT_DIR"), "/guests/multus-default.wasm"))),
+    ("lowest-free", include_bytes!(concat!(env!("OUT_DIR"), "/guests/lowest-free.wasm"))),
+];
+
+/// Hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(super) fn load(engine: &Engine, cache_dir: &Path, r: &GuestRef) -> Result<Loaded, Error> {
+    let not_found = |why: String| Error::NotFound { name: r.guest.clone(), why };
+    let bytes: std::borrow::Cow<'static, [u8]> = if let Some((_, b)) = BUILTIN.iter().find(|(n, _)| *n == r.guest) {
+        (*b).into()
+    } else if r.guest.starts_with('/') {
+        if r.sha256.is_none() {
+            return Err(not_found("a guest loaded from a node path must be pinned with \"sha256\"".into()));
+        }
+        std::fs::read(&r.guest)
+            .map_err(|e| not_found(format!("cannot read {}: {e}", r.guest)))?
+            .into()
+    } else {
+        let known: Vec<_> = BUILTIN.iter().map(|(n, _)| *n).collect();
+        return Err(not_found(format!(
+            "no such guest; built in: {}; any other must be an absolute node path pinned by sha256",
+            known.join(", ")
+        )));
+    };
+    let digest = sha256_hex(&bytes);
+    if let Some(want) = &r.sha256
+        && !want.eq_ignore_ascii_case(&digest)
+    {
+        return Err(not_found(format!(
+            "sha256 mismatch: pinned {want}, module has {digest}; refusing to run it"
+        )));
+    }
+    let component = compiled(engine, cache_dir, &digest, &bytes).map_err(|source| Error::Load {
+        name: r.guest.clone(),
+        digest: digest.clone(),
+        source,
+    })?;
+    Ok(Loaded {
+        name: r.guest.clone(),
+        digest,
+        component,
+    })
+}
+
+fn compiled(engine: &Engine, cache_dir: &Path, digest: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+    let mut h = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    let path = cache_dir.join(format!("{digest}-{:016x}.cwasm", h.finish()));
+    if path.exists() {
+        // SAFETY: the file is ours: written by this function under a root-only directory, under
+        // a name keyed by the module's sha256 and this engine's compatibility hash, and renamed
+        // into place only when complete. wasmtime checks its header and engine compatibility.
+        #[allow(unsafe_code, reason = "loading our own precompiled artifact (see SAFETY)")]
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(c) => return Ok(c),
+            Err(e) => tracing::warn!("discarding unusable compiled guest {}: {e:#}", path.display()),
+        }
+    }
+    let component = Component::new(engine, bytes)?;
+    if let Err(e) = store(cache_dir, &path, &component.serialize()?) {
+        // Not fatal: the next call compiles again.
+        tracing::warn!("cannot cache compiled guest in {}: {e}", cache_dir.display());
+    }
+    Ok(component)
+}
+
+fn store(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

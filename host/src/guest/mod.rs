@@ -1,0 +1,247 @@
+//! The guest platform: policy components loaded, pinned, compiled once, and run in a sandbox.
+//!
+//! A guest is never trusted. It runs with no WASI capability granted (no preopened directory,
+//! environment, argument or socket), under an epoch deadline and a memory cap, and whatever it
+//! answers is validated by the caller before anything is created or allocated.
+
+mod bindings;
+mod loader;
+
+pub use loader::{BUILTIN, sha256_hex};
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::config::GuestRef;
+use crate::ipam::PoolView;
+
+pub use bindings::delegation::{Attachment, Denial, NetworkRef, Pod, Request as DelegationRequest};
+pub use bindings::ipam::{IpamRequest, Refusal};
+
+/// Memory a guest may grow to. Policies need a few hundred KiB; a bomb stops here.
+pub const MEMORY_CAP: usize = 16 << 20;
+/// Epoch tick period: the deadline's resolution.
+const TICK: Duration = Duration::from_millis(1);
+
+/// Why a guest could not give an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The named guest is not built in, not pinned, or its bytes do not match the pin. Not
+    /// retryable: an admin must pin it (or the config must name another).
+    #[error("guest {name:?} is not available: {why}")]
+    NotFound {
+        /// The name the config used.
+        name: String,
+        /// What is missing.
+        why: String,
+    },
+    /// The module could not be compiled, cached or instantiated.
+    #[error("guest {name:?} (sha256 {digest}) failed to load")]
+    Load {
+        /// The guest's name.
+        name: String,
+        /// Its sha256.
+        digest: String,
+        /// Why.
+        #[source]
+        source: wasmtime::Error,
+    },
+    /// The guest trapped, ran past its deadline or hit the memory cap. Fails closed.
+    #[error("guest {name:?} (sha256 {digest}) failed while running")]
+    Trapped {
+        /// The guest's name.
+        name: String,
+        /// Its sha256.
+        digest: String,
+        /// The trap.
+        #[source]
+        source: wasmtime::Error,
+    },
+    /// The guest answered something the host does not accept.
+    #[error("guest {name:?} gave an invalid answer: {why}")]
+    Invalid {
+        /// The guest's name.
+        name: String,
+        /// What is wrong with the answer.
+        why: String,
+    },
+    /// The guest refused the request (bad annotation, forbidden network, no acceptable address).
+    #[error("guest {name:?} refused: {why}")]
+    Denied {
+        /// The guest's name.
+        name: String,
+        /// Its reason.
+        why: String,
+    },
+}
+
+/// Per-store state: an empty WASI context (std guests import wasi:cli and wasi:io, so they
+/// must be linked, but grant nothing), the resource table and the memory limits.
+struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The engine, the compile cache and the limits every guest call gets.
+pub struct Guests {
+    engine: Engine,
+    cache_dir: PathBuf,
+    deadline_ticks: u64,
+}
+
+/// A loaded guest ready to be called.
+pub struct Loaded {
+    name: String,
+    digest: String,
+    component: Component,
+}
+
+impl Guests {
+    /// An engine with epoch interruption, a ticker thread, and `cache_dir` for compiled guests.
+    pub fn new(cache_dir: PathBuf, timeout: Duration) -> Result<Arc<Self>, wasmtime::Error> {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("wasmcni-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    std::thread::sleep(TICK);
+                }
+            })?;
+        let deadline_ticks = (timeout.as_millis() as u64).max(1);
+        Ok(Arc::new(Guests { engine, cache_dir, deadline_ticks }))
+    }
+
+    /// Resolve, verify and compile (or load from the cache) the guest `r` names.
+    pub fn load(&self, r: &GuestRef) -> Result<Loaded, Error> {
+        loader::load(&self.engine, &self.cache_dir, r)
+    }
+
+    fn store(&self) -> Store<GuestState> {
+        let state = GuestState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(MEMORY_CAP)
+                .trap_on_grow_failure(true)
+                .build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(self.deadline_ticks);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    fn linker(&self) -> Result<Linker<GuestState>, wasmtime::Error> {
+        let mut linker = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Ok(linker)
+    }
+
+    /// Ask a delegation guest which networks `req.pod` gets.
+    pub fn decide(&self, guest: &Loaded, req: &DelegationRequest) -> Result<Vec<Attachment>, Error> {
+        let trapped = |source| guest.trapped(source);
+        let mut store = self.store();
+        let linker = self.linker().map_err(|e| guest.load_error(e))?;
+        let inst = bindings::delegation::DelegationPolicy::instantiate(&mut store, &guest.component, &linker)
+            .map_err(|e| guest.load_error(e))?;
+        let answer = inst.wasmcni_policy_delegation().call_decide(&mut store, req).map_err(trapped)?;
+        answer.map_err(|d| Error::Denied {
+            name: guest.name.clone(),
+            why: match d {
+                Denial::BadAnnotation(s) => format!("bad network annotation: {s}"),
+                Denial::Forbidden(s) => format!("forbidden: {s}"),
+            },
+        })
+    }
+
+    /// Ask an IPAM guest for an offset in `view`'s range; the view is handed back for the caller
+    /// to validate the answer against.
+    pub fn propose(
+        &self,
+        guest: &Loaded,
+        req: &IpamRequest,
+        view: PoolView,
+    ) -> Result<(Result<u64, Refusal>, PoolView), Error> {
+        let mut store = self.store();
+        let mut linker = self.linker().map_err(|e| guest.load_error(e))?;
+        bindings::ipam::IpamPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| guest.load_error(e))?;
+        let inst = bindings::ipam::IpamPolicy::instantiate(&mut store, &guest.component, &linker)
+            .map_err(|e| guest.load_error(e))?;
+        let handle = store
+            .data_mut()
+            .table
+            .push(view)
+            .map_err(|e| guest.load_error(e.into()))?;
+        let borrowed = wasmtime::component::Resource::<PoolView>::new_borrow(handle.rep());
+        let answer = inst
+            .wasmcni_policy_ipam()
+            .call_propose(&mut store, req, borrowed)
+            .map_err(|e| guest.trapped(e))?;
+        let view = store
+            .data_mut()
+            .table
+            .delete(handle)
+            .map_err(|e| guest.load_error(e.into()))?;
+        Ok((answer, view))
+    }
+}
+
+impl Loaded {
+    /// The guest's name as configured.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The sha256 of its bytes.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+    fn trapped(&self, source: wasmtime::Error) -> Error {
+        Error::Trapped {
+            name: self.name.clone(),
+            digest: self.digest.clone(),
+            source,
+        }
+    }
+    fn load_error(&self, source: wasmtime::Error) -> Error {
+        Error::Load {
+            name: self.name.clone(),
+            digest: self.digest.clone(),
+            source,
+        }
+    }
+    /// An error for an answer the caller rejected.
+    pub fn invalid(&self, why: impl Into<String>) -> Error {
+        Error::Invalid {
+            name: self.name.clone(),
+            why: why.into(),
+        }
+    }
+    /// An error for a refusal.
+    pub fn denied(&self, why: impl Into<String>) -> Error {
+        Error::Denied {
+            name: self.name.clone(),
+            why: why.into(),
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Custom resources, wire-compatible with the upstream projects' CRDs (deploy/crds/).
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use serde::{Deserialize, Serialize};
+
+/// Multus' NetworkAttachmentDefinition (k8s.cni.cncf.io/v1).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default)]
+#[kube(
+    group = "k8s.cni.cncf.io",
+    version = "v1",
+    kind = "NetworkAttachmentDefinition",
+    namespaced,
+    schema = "disabled"
+)]
+pub struct NetworkAttachmentDefinitionSpec {
+    /// `config`: the CNI config (single or list) as JSON text.
+    #[serde(default)]
+    pub config: Option<String>,
+}
+
+/// Whereabouts' IPPool (whereabouts.cni.cncf.io/v1alpha1): one range and its allocations.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "whereabouts.cni.cncf.io",
+    version = "v1alpha1",
+    kind = "IPPool",
+    namespaced,
+    schema = "disabled"
+)]
+pub struct IPPoolSpec {
+    /// `range`: the CIDR the pool covers.
+    pub range: String,
+    /// `allocations`: offset from the range's network address (decimal string) → owner.
+    #[serde(default)]
+    pub allocations: BTreeMap<String, IpAllocation>,
+}
+
+/// One allocation in an IPPool, as whereabouts writes it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct IpAllocation {
+    /// `id`: the container ID.
+    pub id: String,
+    /// `podref`: `namespace/name` of the pod.
+    #[serde(default)]
+    pub podref: String,
+    /// `ifname`: the interface in the pod (newer whereabouts).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ifname: String,
+}

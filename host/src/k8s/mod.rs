@@ -1,0 +1,208 @@
+//! Kubernetes API access: Pods, NetworkAttachmentDefinitions and whereabouts IPPools.
+//!
+//! Every call has a deadline (the kubelet's CNI timeout is short and DEL must never hang), and
+//! errors say which object and whether trying again can help.
+
+mod crd;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client as KubeClient, Config};
+
+pub use crd::{IPPool, IPPoolSpec, IpAllocation, NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec};
+
+/// Per-request deadline. Short: a CNI call waits on it, and DEL must fail over to the cache.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP connect deadline: an API server that is down should be noticed fast.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why a Kubernetes operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The kubeconfig could not be read or used. Not retryable: fix the file.
+    #[error("cannot use kubeconfig {path}")]
+    Kubeconfig {
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// The API server did not answer. Retryable.
+    #[error("Kubernetes API server unreachable while {what}")]
+    Unreachable {
+        /// What was being done.
+        what: String,
+        /// The transport error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The pod the runtime named does not exist. Not retryable.
+    #[error("pod {namespace}/{name} not found")]
+    PodNotFound {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// A NetworkAttachmentDefinition the pod asked for does not exist. Not retryable.
+    #[error("NetworkAttachmentDefinition {namespace}/{name} not found")]
+    NetworkNotFound {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// A NetworkAttachmentDefinition's `spec.config` is not a usable CNI config.
+    #[error("NetworkAttachmentDefinition {namespace}/{name} has an invalid config: {why}")]
+    BadNetworkConfig {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The API server refused the request (RBAC, validation, …). Not retryable as is.
+    #[error("Kubernetes API error while {what}")]
+    Api {
+        /// What was being done.
+        what: String,
+        /// The API's answer.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    fn from_kube(what: impl Into<String>, e: kube::Error) -> Self {
+        let what = what.into();
+        match e {
+            kube::Error::Api(_) => Error::Api { what, source: e },
+            _ => Error::Unreachable { what, source: e },
+        }
+    }
+}
+
+fn status_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// A client bound to wasmcni's identity.
+#[derive(Clone)]
+pub struct Client {
+    kube: KubeClient,
+}
+
+/// The outcome of a compare-and-swap write.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cas {
+    /// Written.
+    Done,
+    /// Someone else wrote first (409 Conflict / AlreadyExists): read again and retry.
+    Conflict,
+}
+
+impl Client {
+    /// A client for the identity in `kubeconfig`, with wasmcni's deadlines.
+    pub async fn from_kubeconfig(path: &Path) -> Result<Self, Error> {
+        let bad = |source| Error::Kubeconfig { path: path.to_path_buf(), source };
+        let kc = Kubeconfig::read_from(path).map_err(bad)?;
+        let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .map_err(bad)?;
+        config.connect_timeout = Some(CONNECT_TIMEOUT);
+        config.read_timeout = Some(REQUEST_TIMEOUT);
+        config.write_timeout = Some(REQUEST_TIMEOUT);
+        let kube = KubeClient::try_from(config).map_err(|e| Error::from_kube("building the client", e))?;
+        Ok(Client { kube })
+    }
+
+    /// The pod `namespace/name`.
+    pub async fn pod(&self, namespace: &str, name: &str) -> Result<Pod, Error> {
+        let api: Api<Pod> = Api::namespaced(self.kube.clone(), namespace);
+        match api.get(name).await {
+            Ok(p) => Ok(p),
+            Err(e) if status_code(&e) == Some(404) => Err(Error::PodNotFound {
+                namespace: namespace.into(),
+                name: name.into(),
+            }),
+            Err(e) => Err(Error::from_kube(format!("reading pod {namespace}/{name}"), e)),
+        }
+    }
+
+    /// Set one annotation on a pod (a merge patch: other annotations are untouched).
+    pub async fn annotate_pod(&self, namespace: &str, name: &str, key: &str, value: &str) -> Result<(), Error> {
+        let api: Api<Pod> = Api::namespaced(self.kube.clone(), namespace);
+        let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(drop)
+            .map_err(|e| Error::from_kube(format!("annotating pod {namespace}/{name}"), e))
+    }
+
+    /// The network config of NetworkAttachmentDefinition `namespace/name`.
+    pub async fn network(&self, namespace: &str, name: &str) -> Result<serde_json::Value, Error> {
+        let api: Api<NetworkAttachmentDefinition> = Api::namespaced(self.kube.clone(), namespace);
+        let nad = match api.get(name).await {
+            Ok(n) => n,
+            Err(e) if status_code(&e) == Some(404) => {
+                return Err(Error::NetworkNotFound {
+                    namespace: namespace.into(),
+                    name: name.into(),
+                });
+            }
+            Err(e) => return Err(Error::from_kube(format!("reading NetworkAttachmentDefinition {namespace}/{name}"), e)),
+        };
+        let bad = |why: String| Error::BadNetworkConfig {
+            namespace: namespace.into(),
+            name: name.into(),
+            why,
+        };
+        let text = nad.spec.config.filter(|c| !c.trim().is_empty()).ok_or_else(|| {
+            bad("spec.config is empty (config files on the node are not supported yet)".into())
+        })?;
+        serde_json::from_str(&text).map_err(|e| bad(format!("spec.config is not JSON: {e}")))
+    }
+
+    /// The IPPool `name` in `namespace`, if it exists.
+    pub async fn ip_pool(&self, namespace: &str, name: &str) -> Result<Option<IPPool>, Error> {
+        let api: Api<IPPool> = Api::namespaced(self.kube.clone(), namespace);
+        api.get_opt(name)
+            .await
+            .map_err(|e| Error::from_kube(format!("reading IPPool {namespace}/{name}"), e))
+    }
+
+    /// Every IPPool in `namespace` (for releases when the range is not known).
+    pub async fn ip_pools(&self, namespace: &str) -> Result<Vec<IPPool>, Error> {
+        let api: Api<IPPool> = Api::namespaced(self.kube.clone(), namespace);
+        api.list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .map_err(|e| Error::from_kube(format!("listing IPPools in {namespace}"), e))
+    }
+
+    /// Write `pool`: create it when it has no resourceVersion, else replace it only if the
+    /// stored resourceVersion still matches (the API server's compare-and-swap).
+    pub async fn write_ip_pool(&self, namespace: &str, pool: &IPPool) -> Result<Cas, Error> {
+        let api: Api<IPPool> = Api::namespaced(self.kube.clone(), namespace);
+        let name = pool.metadata.name.clone().unwrap_or_default();
+        let res = if pool.metadata.resource_version.is_some() {
+            api.replace(&name, &PostParams::default(), pool).await
+        } else {
+            api.create(&PostParams::default(), pool).await
+        };
+        match res {
+            Ok(_) => Ok(Cas::Done),
+            Err(e) if status_code(&e) == Some(409) => Ok(Cas::Conflict),
+            Err(e) => Err(Error::from_kube(format!("writing IPPool {namespace}/{name}"), e)),
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! The `wasmcni` binary: a CNI plugin when the runtime execs it (CNI_COMMAND set), an admin CLI otherwise.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    wasmcni::logging::init();
+    if std::env::var_os("CNI_COMMAND").is_none() && std::env::args().len() > 1 {
+        return wasmcni::cli::main();
+    }
+    let mut stdin = Vec::new();
+    // Bounded read: a runtime never sends more than a few KiB; a huge stdin is a bug or an attack.
+    let read = std::io::stdin()
+        .take(wasmcni::cni::MAX_STDIN as u64 + 1)
+        .read_to_end(&mut stdin);
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let (out, ok) = match read {
+        Ok(_) => wasmcni::cmd::run(&env, &stdin),
+        Err(e) => wasmcni::cmd::io_error(&e),
+    };
+    let mut stdout = std::io::stdout().lock();
+    if !out.is_empty() {
+        let _ = stdout.write_all(out.as_bytes());
+        let _ = stdout.write_all(b"\n");
+    }
+    let _ = stdout.flush();
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

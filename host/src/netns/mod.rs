@@ -1,0 +1,75 @@
+//! Network namespaces: the one place that enters one.
+//!
+//! A netlink socket belongs to the namespace of the thread that created it. So a handle for a
+//! pod's namespace is made on a short-lived OS thread that `setns`es and opens the socket, then
+//! ends; no tokio worker ever changes namespace.
+
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use nix::sched::{CloneFlags, setns};
+use rtnetlink::Handle;
+
+use crate::netlink::Error;
+
+/// An open network namespace (held by fd, so it cannot vanish under us mid-call).
+#[derive(Debug)]
+pub struct Netns {
+    path: PathBuf,
+    file: File,
+}
+
+impl Netns {
+    /// Open the namespace at `path` (a bind mount like /var/run/netns/X or /proc/PID/ns/net).
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let file = File::open(path).map_err(|source| Error::NetnsGone {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Netns {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Its path as the runtime gave it.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The fd, for IFLA_NET_NS_FD.
+    pub fn raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
+    /// An rtnetlink handle whose socket lives in this namespace.
+    pub fn handle(&self) -> Result<Handle, Error> {
+        let file = self.file.try_clone().map_err(|source| Error::Socket { source })?;
+        let path = self.path.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let made = std::thread::spawn(move || {
+            setns(file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| Error::NetnsGone {
+                path,
+                source: std::io::Error::from(e),
+            })?;
+            // The socket registers with the caller's runtime but is created in this namespace.
+            let _guard = runtime.enter();
+            rtnetlink::new_connection().map_err(|source| Error::Socket { source })
+        })
+        .join()
+        .map_err(|_| Error::Socket {
+            source: std::io::Error::other("netns thread panicked"),
+        })??;
+        let (connection, handle, _) = made;
+        tokio::spawn(connection);
+        Ok(handle)
+    }
+}
+
+/// An rtnetlink handle in the namespace wasmcni runs in (the node's).
+pub fn host_handle() -> Result<Handle, Error> {
+    let (connection, handle, _) = rtnetlink::new_connection().map_err(|source| Error::Socket { source })?;
+    tokio::spawn(connection);
+    Ok(handle)
+}
