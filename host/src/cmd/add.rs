@@ -39,6 +39,14 @@ pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error>
         default_networks: default_networks(&call.conf.default_networks, &namespace)?,
     };
     let decided = call.guests.decide(&decider, &ask)?;
+    tracing::info!(
+        "delegation guest {} (sha256 {}) chose {} extra network(s) for {}: {:?}",
+        decider.name(),
+        decider.digest(),
+        decided.len(),
+        call.podref(),
+        decided.iter().map(|a| format!("{}/{}", a.network.namespace, a.network.name)).collect::<Vec<_>>()
+    );
     let plan = delegate::plan(&kube, &decider, decided, &req.ifname).await?;
 
     // 3. Written down before anything is created: DEL must find it even if we die next.

@@ -88,19 +88,25 @@ impl Error {
 
     /// Prefix the details with where the error happened (a network, a step).
     pub fn context(mut self, what: impl std::fmt::Display) -> Self {
-        self.details = format!("{what}: {}", self.details);
+        self.details = if self.details.is_empty() {
+            what.to_string()
+        } else {
+            format!("{what}: {}", self.details)
+        };
         self
     }
 }
 
-/// Any error with a chain of sources, flattened for `details`.
+/// The causes of `e` (its sources, not `e` itself), flattened for `details`.
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
+    let mut s = String::new();
     let mut cur = e.source();
     while let Some(src) = cur {
         let more = src.to_string();
         if !s.contains(&more) {
-            s.push_str(": ");
+            if !s.is_empty() {
+                s.push_str(": ");
+            }
             s.push_str(&more);
         }
         cur = src.source();

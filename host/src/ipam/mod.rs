@@ -200,7 +200,16 @@ pub async fn allocate(
             },
         );
         match kube.write_ip_pool(namespace, &pool).await.map_err(Error::Store)? {
-            Cas::Done => return Ok(Lease { address: range.address(offset), pool: name }),
+            Cas::Done => {
+                tracing::info!(
+                    "ipam guest {} (sha256 {}) proposed {} for {}; committed to IPPool {namespace}/{name}",
+                    guest.name(),
+                    guest.digest(),
+                    range.address(offset),
+                    owner.podref
+                );
+                return Ok(Lease { address: range.address(offset), pool: name });
+            }
             Cas::Conflict => tracing::info!("IPPool {name}: lost a write race, attempt {attempt}"),
         }
     }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
     group = "k8s.cni.cncf.io",
     version = "v1",
     kind = "NetworkAttachmentDefinition",
+    plural = "network-attachment-definitions",
     namespaced,
     schema = "disabled"
 )]

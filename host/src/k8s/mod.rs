@@ -68,13 +68,16 @@ pub enum Error {
         why: String,
     },
     /// The API server refused the request (RBAC, validation, …). Not retryable as is.
-    #[error("Kubernetes API error while {what}")]
+    #[error("Kubernetes API refused {what}: {message} ({reason}, {code})")]
     Api {
         /// What was being done.
         what: String,
-        /// The API's answer.
-        #[source]
-        source: kube::Error,
+        /// The API's message.
+        message: String,
+        /// The API's reason (Forbidden, Invalid, …).
+        reason: String,
+        /// The HTTP code.
+        code: u16,
     },
 }
 
@@ -82,7 +85,12 @@ impl Error {
     fn from_kube(what: impl Into<String>, e: kube::Error) -> Self {
         let what = what.into();
         match e {
-            kube::Error::Api(_) => Error::Api { what, source: e },
+            kube::Error::Api(s) => Error::Api {
+                what,
+                message: s.message,
+                reason: s.reason,
+                code: s.code,
+            },
             _ => Error::Unreachable { what, source: e },
         }
     }
@@ -169,7 +177,15 @@ impl Client {
         let text = nad.spec.config.filter(|c| !c.trim().is_empty()).ok_or_else(|| {
             bad("spec.config is empty (config files on the node are not supported yet)".into())
         })?;
-        serde_json::from_str(&text).map_err(|e| bad(format!("spec.config is not JSON: {e}")))
+        let mut config: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("spec.config is not JSON: {e}")))?;
+        // As Multus does: a config without a name is named after its NAD.
+        if let Some(obj) = config.as_object_mut()
+            && !obj.get("name").is_some_and(|n| n.as_str().is_some_and(|n| !n.is_empty()))
+        {
+            obj.insert("name".into(), serde_json::Value::String(name.to_string()));
+        }
+        Ok(config)
     }
 
     /// The IPPool `name` in `namespace`, if it exists.

@@ -1,0 +1,118 @@
+# tests/e2e/lib.sh — helpers sourced by the e2e scenarios (tests/e2e/NNN-*.sh).
+#
+# Scenarios run inside a "node" network namespace made by tests/e2e/run.sh, with the
+# throwaway control plane (tests/cluster/) listening on that namespace's loopback: nothing
+# here touches the machine's own network namespace. wasmcni is driven by cnitool (libcni),
+# exactly as a runtime would drive it.
+#
+# Needs (from run.sh / with-cluster.sh): REPO, TOOLS, KUBECONFIG (admin), KUBECTL, STATE_DIR
+# (the cluster state: wasmcni.kubeconfig), WASMCNI (the binary), E2E_RESULTS (a file).
+
+set -uo pipefail
+: "${REPO:?}" "${TOOLS:?}" "${KUBECTL:?}" "${WASMCNI:?}" "${E2E_RESULTS:?}"
+
+SCENARIO=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
+WORK=$(mktemp -d "/tmp/wasmcni-e2e.$SCENARIO.XXXXXX")
+CNI_BIN="$WORK/bin"            # CNI_PATH: wasmcni + the reference plugins
+NETDIR="$WORK/net.d"           # NETCONFPATH for cnitool
+mkdir -p "$CNI_BIN" "$NETDIR"
+ln -s "$WASMCNI" "$CNI_BIN/wasmcni"
+for p in "$TOOLS"/cni/*; do ln -s "$p" "$CNI_BIN/"; done
+CLEANUPS=()
+
+log() { echo "[$SCENARIO] $*" >&2; }
+pass() { echo "PASS $SCENARIO: $1" | tee -a "$E2E_RESULTS" >&2; }
+fail() { echo "FAIL $SCENARIO: $1${2:+ — $2}" | tee -a "$E2E_RESULTS" >&2; }
+# check NAME CMD...: pass when CMD succeeds.
+check() { local name=$1; shift; if "$@"; then pass "$name"; else fail "$name" "command failed: $*"; fi; }
+# check_eq NAME WANT GOT (WANT must not be empty: an empty expectation means a precondition failed)
+check_eq() {
+    if [[ -z "$2" ]]; then fail "$1" "nothing to compare with (an earlier step failed), got [$3]"
+    elif [[ "$2" == "$3" ]]; then pass "$1"; else fail "$1" "want [$2], got [$3]"; fi
+}
+# check_empty NAME GOT
+check_empty() { if [[ -z "$2" ]]; then pass "$1"; else fail "$1" "want nothing, got [$2]"; fi; }
+# check_json NAME FILE FILTER: FILE holds JSON and FILTER is true of it.
+check_json() {
+    # Slurped, so empty input is false (jq -e alone exits 0 when it reads nothing).
+    if jq -es "length == 1 and (.[0] | $3)" "$2" >/dev/null 2>&1; then pass "$1"; else fail "$1" "$(head -c 300 "$2" 2>/dev/null) is not $3"; fi
+}
+
+kc() { "$KUBECTL" "$@"; }
+on_exit() { local i; for ((i=${#CLEANUPS[@]}-1; i>=0; i--)); do eval "${CLEANUPS[$i]}" >/dev/null 2>&1; done; rm -rf "$WORK"; }
+trap on_exit EXIT
+defer() { CLEANUPS+=("$*"); }
+
+# A master interface standing in for the node's eth1: a veth whose peer stays in this namespace.
+make_master() {
+    local name=$1
+    ip link add "$name" type veth peer name "${name}p" && ip link set "$name" up && ip link set "${name}p" up
+    defer "ip link del $name"
+}
+
+# new_netns NAME: a fresh pod network namespace (removed at exit).
+new_netns() {
+    ip netns add "$1" && ip -n "$1" link set lo up
+    defer "ip netns del $1"
+}
+
+# The node's primary conflist: wasmcni with a bridge + host-local cluster network.
+# write_wasmcni_conf [CNI_VERSION] [EXTRA_JSON_FIELDS]
+write_wasmcni_conf() {
+    local version=${1:-1.0.0} extra=${2:-}
+    cat > "$WORK/cluster.conflist" <<JSON
+{"cniVersion":"1.0.0","name":"cbr0","plugins":[
+  {"type":"bridge","bridge":"cni0","isGateway":true,"ipMasq":false,
+   "ipam":{"type":"host-local","ranges":[[{"subnet":"10.244.1.0/24"}]],"dataDir":"$WORK/host-local"}}]}
+JSON
+    cat > "$NETDIR/00-wasmcni.conflist" <<JSON
+{"cniVersion":"$version","name":"wasmcni","plugins":[{"type":"wasmcni",
+  "kubeconfig":"$STATE_DIR/wasmcni.kubeconfig",
+  "clusterNetwork":"$WORK/cluster.conflist",
+  "cniDir":"$WORK/delegates","guestCacheDir":"$WORK/guests",
+  "nodeName":"node-1"${extra:+,$extra}}]}
+JSON
+}
+
+# cni VERB NETNS POD [UID]: cnitool VERB wasmcni /var/run/netns/NETNS, as containerd would call
+# it for pod default/POD. Prints cnitool's output; returns its status.
+cni() {
+    local verb=$1 ns=$2 pod=$3 uid=${4:-uid-$3}
+    NETCONFPATH=$NETDIR CNI_PATH=$CNI_BIN CNI_IFNAME=eth0 \
+    CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$pod;K8S_POD_INFRA_CONTAINER_ID=infra-$pod;K8S_POD_UID=$uid" \
+    WASMCNI_LOG_FILE="$WORK/wasmcni.log" \
+        "$TOOLS/bin/cnitool" "$verb" wasmcni "/var/run/netns/$ns"
+}
+
+# The seed's NetworkAttachmentDefinition, for a link of TYPE (ipvlan|macvlan) on MASTER.
+apply_seed_nad() {
+    local name=$1 type=$2 master=$3 range=${4:-172.16.1.0/24}
+    local mode; [[ $type == ipvlan ]] && mode=l2 || mode=bridge
+    kc apply -f - >/dev/null <<YAML
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {name: $name, namespace: default}
+spec:
+  config: '{"cniVersion":"0.3.1","plugins":[{"type":"$type","master":"$master","mode":"$mode","ipam":{"type":"whereabouts","range":"$range"}}]}'
+YAML
+}
+
+# make_pod NAME NETWORKS_ANNOTATION: a Pod object (no kubelet runs; it only has to exist).
+make_pod() {
+    kc apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: $1
+  namespace: default
+  annotations: {k8s.v1.cni.cncf.io/networks: "$2"}
+spec:
+  nodeName: node-1
+  containers: [{name: c, image: registry.invalid/none}]
+YAML
+}
+
+# The IPPool's allocations as compact JSON ({} when the pool does not exist).
+pool_allocations() {
+    kc -n kube-system get ippools.whereabouts.cni.cncf.io "$1" -o jsonpath='{.spec.allocations}' 2>/dev/null | jq -cS '. // {}' 2>/dev/null || echo '{}'
+}
