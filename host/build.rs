@@ -16,7 +16,10 @@ const GUESTS: &[(&str, &str)] = &[
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest.parent().expect("host/ is in the workspace").to_path_buf();
+    let root = manifest
+        .parent()
+        .expect("host/ is in the workspace")
+        .to_path_buf();
     let out = PathBuf::from(env::var("OUT_DIR").expect("set by cargo")).join("guests");
     let target = env::var_os("WASMCNI_GUEST_TARGET_DIR")
         .map(PathBuf::from)
@@ -24,7 +27,14 @@ fn main() {
 
     let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(&root)
-        .args(["build", "--locked", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--locked",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target);
     for (_, package) in GUESTS {
         cmd.args(["-p", package]);
@@ -33,7 +43,10 @@ fn main() {
     // dir): keep them out of the guest build, but share the jobserver.
     for (k, _) in env::vars() {
         let leak = (k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_MAKEFLAGS")
-            || matches!(k.as_str(), "RUSTFLAGS" | "RUSTC_WORKSPACE_WRAPPER" | "RUSTC_WRAPPER" | "RUSTC");
+            || matches!(
+                k.as_str(),
+                "RUSTFLAGS" | "RUSTC_WORKSPACE_WRAPPER" | "RUSTC_WRAPPER" | "RUSTC"
+            );
         if leak {
             cmd.env_remove(k);
         }
@@ -55,6 +68,9 @@ fn main() {
     for dir in ["guests", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
     println!("cargo:rerun-if-env-changed=WASMCNI_GUEST_TARGET_DIR");
 }

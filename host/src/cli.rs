@@ -23,7 +23,11 @@ pub fn main() -> ExitCode {
     match Cli::parse().command {
         Cmd::Guests => {
             for (name, bytes) in crate::guest::BUILTIN {
-                println!("{name}\t{}\t{} bytes", crate::guest::sha256_hex(bytes), bytes.len());
+                println!(
+                    "{name}\t{}\t{} bytes",
+                    crate::guest::sha256_hex(bytes),
+                    bytes.len()
+                );
             }
             ExitCode::SUCCESS
         }

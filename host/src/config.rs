@@ -94,9 +94,16 @@ impl PluginConf {
     /// Parse stdin.
     pub fn parse(stdin: &[u8]) -> Result<Self, Error> {
         let value: Value = serde_json::from_slice(stdin).map_err(|e| {
-            Error::new(Code::Decode, "network config is not JSON", format!("stdin: {e}"))
+            Error::new(
+                Code::Decode,
+                "network config is not JSON",
+                format!("stdin: {e}"),
+            )
         })?;
-        let version = value.get("cniVersion").and_then(Value::as_str).unwrap_or_default();
+        let version = value
+            .get("cniVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if !crate::cni::supports(version) {
             return Err(Error::new(
                 Code::IncompatibleVersion,
@@ -107,8 +114,13 @@ impl PluginConf {
                 ),
             ));
         }
-        serde_json::from_value(value)
-            .map_err(|e| Error::new(Code::InvalidConfig, "invalid wasmcni network config", e.to_string()))
+        serde_json::from_value(value).map_err(|e| {
+            Error::new(
+                Code::InvalidConfig,
+                "invalid wasmcni network config",
+                e.to_string(),
+            )
+        })
     }
 
     /// The node this call runs on.

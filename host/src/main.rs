@@ -24,5 +24,9 @@ fn main() -> ExitCode {
         let _ = stdout.write_all(b"\n");
     }
     let _ = stdout.flush();
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -45,13 +45,22 @@ pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error>
         decider.digest(),
         decided.len(),
         call.podref(),
-        decided.iter().map(|a| format!("{}/{}", a.network.namespace, a.network.name)).collect::<Vec<_>>()
+        decided
+            .iter()
+            .map(|a| format!("{}/{}", a.network.namespace, a.network.name))
+            .collect::<Vec<_>>()
     );
     let plan = delegate::plan(&kube, &decider, decided, &req.ifname).await?;
 
     // 3. Written down before anything is created: DEL must find it even if we die next.
     let dir = call.conf.cni_dir.clone();
-    let mut record = Record::new(&req.container_id, &call.podref(), &req.ifname, &cluster, &plan);
+    let mut record = Record::new(
+        &req.container_id,
+        &call.podref(),
+        &req.ifname,
+        &cluster,
+        &plan,
+    );
     record.write(&dir)?;
 
     let mut undo: Vec<Undo> = Vec::new();
@@ -61,7 +70,12 @@ pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error>
         let primary = delegate::add_chain(&call, &cluster.name, &cluster, &req.ifname)
             .await
             .map_err(|e| Error::from(e).context(format!("cluster network {}", cluster.name)))?;
-        let mut status = vec![NetworkStatus::from_result(&cluster.name, &req.ifname, &primary, true)];
+        let mut status = vec![NetworkStatus::from_result(
+            &cluster.name,
+            &req.ifname,
+            &primary,
+            true,
+        )];
         record.cluster_result = Some(primary.clone());
 
         // 5. Each extra network, in order.
@@ -69,14 +83,22 @@ pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error>
             undo.push(Undo::Attachment(i));
             let result = delegate::add_chain(&call, &att.network, &att.chain, &att.ifname)
                 .await
-                .map_err(|e| Error::from(e).context(format!("network {} ({})", att.network, att.ifname)))?;
-            status.push(NetworkStatus::from_result(&att.network, &att.ifname, &result, false));
+                .map_err(|e| {
+                    Error::from(e).context(format!("network {} ({})", att.network, att.ifname))
+                })?;
+            status.push(NetworkStatus::from_result(
+                &att.network,
+                &att.ifname,
+                &result,
+                false,
+            ));
             record.results[i] = Some(result);
         }
 
         // 6. Tell the pod what it got.
         let text = serde_json::to_string_pretty(&status).expect("status serializes");
-        kube.annotate_pod(&namespace, &name, NETWORK_STATUS, &text).await?;
+        kube.annotate_pod(&namespace, &name, NETWORK_STATUS, &text)
+            .await?;
         record.write(&dir)?;
         Ok::<_, Error>(primary)
     }
@@ -88,7 +110,11 @@ pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error>
             for step in undo.into_iter().rev() {
                 let (net, chain, ifname) = match step {
                     Undo::Cluster => (cluster.name.as_str(), &cluster, req.ifname.as_str()),
-                    Undo::Attachment(i) => (plan[i].network.as_str(), &plan[i].chain, plan[i].ifname.as_str()),
+                    Undo::Attachment(i) => (
+                        plan[i].network.as_str(),
+                        &plan[i].chain,
+                        plan[i].ifname.as_str(),
+                    ),
                 };
                 if let Err(u) = delegate::del_chain(&call, net, chain, ifname, None).await {
                     tracing::error!("rollback of {net} on {ifname} failed: {u}");
@@ -103,14 +129,27 @@ pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error>
 }
 
 /// The pod as guests see it.
-fn pod_facts(pod: &k8s_openapi::api::core::v1::Pod, namespace: &str, name: &str, uid: Option<&str>) -> Pod {
+fn pod_facts(
+    pod: &k8s_openapi::api::core::v1::Pod,
+    namespace: &str,
+    name: &str,
+    uid: Option<&str>,
+) -> Pod {
     let pairs = |m: &Option<std::collections::BTreeMap<String, String>>| {
-        m.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect()
+        m.iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     };
     Pod {
         namespace: namespace.into(),
         name: name.into(),
-        uid: pod.metadata.uid.clone().or(uid.map(str::to_string)).unwrap_or_default(),
+        uid: pod
+            .metadata
+            .uid
+            .clone()
+            .or(uid.map(str::to_string))
+            .unwrap_or_default(),
         labels: pairs(&pod.metadata.labels),
         annotations: pairs(&pod.metadata.annotations),
     }
@@ -129,7 +168,10 @@ fn default_networks(names: &[String], pod_namespace: &str) -> Result<Vec<Network
                     format!("{n:?} is not NAME or NAMESPACE/NAME"),
                 ));
             }
-            Ok(NetworkRef { namespace: namespace.into(), name: name.into() })
+            Ok(NetworkRef {
+                namespace: namespace.into(),
+                name: name.into(),
+            })
         })
         .collect()
 }

@@ -9,7 +9,11 @@ use crate::k8s;
 pub(super) async fn check(req: &Request, conf: PluginConf) -> Result<(), Error> {
     let (namespace, name) = pod_ref(req)?;
     let rec = Record::read(&conf.cni_dir, &req.container_id).ok_or_else(|| {
-        Error::new(Code::UnknownContainer, "nothing to check", format!("no ADD is recorded for container {}", req.container_id))
+        Error::new(
+            Code::UnknownContainer,
+            "nothing to check",
+            format!("no ADD is recorded for container {}", req.container_id),
+        )
     })?;
     let kube = k8s::Client::from_kubeconfig(&conf.kubeconfig).await.ok();
     let call = call(req, conf, pod_stub(&namespace, &name, None), kube)?;
@@ -18,7 +22,11 @@ pub(super) async fn check(req: &Request, conf: PluginConf) -> Result<(), Error> 
     }
     for (att, prev) in rec.attachments.iter().zip(&rec.results) {
         let prev = prev.as_ref().ok_or_else(|| {
-            Error::new(Code::UnknownContainer, "ADD did not finish", format!("network {} has no recorded result", att.network))
+            Error::new(
+                Code::UnknownContainer,
+                "ADD did not finish",
+                format!("network {} has no recorded result", att.network),
+            )
         })?;
         delegate::check_chain(&call, &att.network, &att.chain, &att.ifname, prev).await?;
     }

@@ -20,7 +20,11 @@ pub(super) async fn del(req: &Request, conf: PluginConf) -> Result<(), Error> {
     let record = Record::read(&conf.cni_dir, &req.container_id);
     let (namespace, name) = match (&record, pod_ref(req)) {
         (_, Ok(p)) => p,
-        (Some(r), Err(_)) => r.podref.split_once('/').map(|(a, b)| (a.to_string(), b.to_string())).unwrap_or_default(),
+        (Some(r), Err(_)) => r
+            .podref
+            .split_once('/')
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .unwrap_or_default(),
         (None, Err(e)) => return Err(e),
     };
     let kube = match k8s::Client::from_kubeconfig(&conf.kubeconfig).await {
@@ -48,13 +52,24 @@ pub(super) async fn del(req: &Request, conf: PluginConf) -> Result<(), Error> {
                 keep(
                     delegate::del_chain(&call, &att.network, &att.chain, &att.ifname, prev)
                         .await
-                        .map_err(|e| Error::from(e).context(format!("network {} ({})", att.network, att.ifname))),
+                        .map_err(|e| {
+                            Error::from(e)
+                                .context(format!("network {} ({})", att.network, att.ifname))
+                        }),
                 );
             }
             keep(
-                delegate::del_chain(&call, &rec.cluster.name, &rec.cluster, &rec.ifname, rec.cluster_result.as_ref())
-                    .await
-                    .map_err(|e| Error::from(e).context(format!("cluster network {}", rec.cluster.name))),
+                delegate::del_chain(
+                    &call,
+                    &rec.cluster.name,
+                    &rec.cluster,
+                    &rec.ifname,
+                    rec.cluster_result.as_ref(),
+                )
+                .await
+                .map_err(|e| {
+                    Error::from(e).context(format!("cluster network {}", rec.cluster.name))
+                }),
             );
         }
         None => {
@@ -62,13 +77,23 @@ pub(super) async fn del(req: &Request, conf: PluginConf) -> Result<(), Error> {
                 Ok(cluster) => keep(
                     delegate::del_chain(&call, &cluster.name, &cluster, &req.ifname, None)
                         .await
-                        .map_err(|e| Error::from(e).context(format!("cluster network {}", cluster.name))),
+                        .map_err(|e| {
+                            Error::from(e).context(format!("cluster network {}", cluster.name))
+                        }),
                 ),
                 Err(e) => keep(Err(e)),
             }
             if let Some(kube) = &kube {
-                let owner = Owner { container_id: req.container_id.clone(), ifname: String::new(), podref: call.podref() };
-                keep(ipam::release(kube, &call.conf.ipam_namespace, None, &owner).await.map_err(Error::from));
+                let owner = Owner {
+                    container_id: req.container_id.clone(),
+                    ifname: String::new(),
+                    podref: call.podref(),
+                };
+                keep(
+                    ipam::release(kube, &call.conf.ipam_namespace, None, &owner)
+                        .await
+                        .map_err(Error::from),
+                );
             }
         }
     }

@@ -21,7 +21,11 @@ pub fn run(env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
     // Errors are written in the caller's version when it can be read at all.
     let version = serde_json::from_slice::<Value>(stdin)
         .ok()
-        .and_then(|v| v.get("cniVersion").and_then(Value::as_str).map(str::to_string))
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .filter(|v| cni::supports(v))
         .unwrap_or_else(|| "1.1.0".to_string());
     match dispatch(env, stdin) {
@@ -36,7 +40,10 @@ pub fn run(env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
 
 /// stdin could not be read at all.
 pub fn io_error(e: &std::io::Error) -> (String, bool) {
-    (Error::new(Code::Io, "cannot read stdin", e.to_string()).to_json("1.1.0"), false)
+    (
+        Error::new(Code::Io, "cannot read stdin", e.to_string()).to_json("1.1.0"),
+        false,
+    )
 }
 
 fn dispatch(env: &[(String, String)], stdin: &[u8]) -> Result<Option<Value>, Error> {
@@ -45,7 +52,10 @@ fn dispatch(env: &[(String, String)], stdin: &[u8]) -> Result<Option<Value>, Err
         return Err(Error::new(
             Code::Decode,
             "network config too large",
-            format!("stdin is over {} bytes; a network config is a few KiB", cni::MAX_STDIN),
+            format!(
+                "stdin is over {} bytes; a network config is a few KiB",
+                cni::MAX_STDIN
+            ),
         ));
     }
     if req.command == Command::Version {
@@ -76,7 +86,11 @@ fn dispatch(env: &[(String, String)], stdin: &[u8]) -> Result<Option<Value>, Err
 fn version(stdin: &[u8]) -> Value {
     let asked = serde_json::from_slice::<Value>(stdin)
         .ok()
-        .and_then(|v| v.get("cniVersion").and_then(Value::as_str).map(str::to_string))
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .filter(|v| cni::supports(v))
         .unwrap_or_else(|| "1.1.0".into());
     json!({"cniVersion": asked, "supportedVersions": cni::SUPPORTED_VERSIONS})
@@ -95,9 +109,23 @@ fn pod_ref(req: &Request) -> Result<(String, String), Error> {
 }
 
 /// The shared context of a verb.
-fn call(req: &Request, conf: PluginConf, pod: Pod, kube: Option<crate::k8s::Client>) -> Result<Call, Error> {
-    let guests: Arc<Guests> = Guests::new(conf.guest_cache_dir.clone(), Duration::from_millis(conf.guest_timeout_ms))
-        .map_err(|e| Error::new(Code::Internal, "cannot start the Wasm engine", format!("{e:#}")))?;
+fn call(
+    req: &Request,
+    conf: PluginConf,
+    pod: Pod,
+    kube: Option<crate::k8s::Client>,
+) -> Result<Call, Error> {
+    let guests: Arc<Guests> = Guests::new(
+        conf.guest_cache_dir.clone(),
+        Duration::from_millis(conf.guest_timeout_ms),
+    )
+    .map_err(|e| {
+        Error::new(
+            Code::Internal,
+            "cannot start the Wasm engine",
+            format!("{e:#}"),
+        )
+    })?;
     Ok(Call {
         container_id: req.container_id.clone(),
         netns: req.netns.clone(),

@@ -73,7 +73,9 @@ impl CniArgs {
                 Error::new(
                     Code::InvalidEnv,
                     "invalid CNI_ARGS",
-                    format!("{pair:?} is not KEY=VALUE (CNI_ARGS is KEY=VALUE pairs separated by ';')"),
+                    format!(
+                        "{pair:?} is not KEY=VALUE (CNI_ARGS is KEY=VALUE pairs separated by ';')"
+                    ),
                 )
             })?;
             let slot = match k {
@@ -118,7 +120,8 @@ impl Request {
                 format!("the runtime must set {k} ({why})"),
             )
         };
-        let raw = get("CNI_COMMAND").ok_or_else(|| missing("CNI_COMMAND", "ADD, DEL, CHECK, VERSION, STATUS or GC"))?;
+        let raw = get("CNI_COMMAND")
+            .ok_or_else(|| missing("CNI_COMMAND", "ADD, DEL, CHECK, VERSION, STATUS or GC"))?;
         let command = Command::parse(raw).ok_or_else(|| {
             Error::new(
                 Code::InvalidEnv,
@@ -150,13 +153,29 @@ impl Request {
             .to_string();
         validate_container_id(&req.container_id)?;
         let ifname = get("CNI_IFNAME").filter(|v| !v.is_empty());
-        req.ifname = ifname.ok_or_else(|| missing("CNI_IFNAME", "the interface name in the container, e.g. eth0"))?.to_string();
+        req.ifname = ifname
+            .ok_or_else(|| {
+                missing(
+                    "CNI_IFNAME",
+                    "the interface name in the container, e.g. eth0",
+                )
+            })?
+            .to_string();
         validate_ifname(&req.ifname).map_err(|why| {
-            Error::new(Code::InvalidEnv, "invalid CNI_IFNAME", format!("{:?}: {why}", req.ifname))
+            Error::new(
+                Code::InvalidEnv,
+                "invalid CNI_IFNAME",
+                format!("{:?}: {why}", req.ifname),
+            )
         })?;
-        req.netns = get("CNI_NETNS").filter(|v| !v.is_empty()).map(PathBuf::from);
+        req.netns = get("CNI_NETNS")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
         if req.netns.is_none() && command != Command::Del {
-            return Err(missing("CNI_NETNS", "the path of the container's network namespace"));
+            return Err(missing(
+                "CNI_NETNS",
+                "the path of the container's network namespace",
+            ));
         }
         Ok(req)
     }
@@ -165,14 +184,18 @@ impl Request {
 /// The spec's rule for container IDs: alphanumerics plus `_.-`, starting with an alphanumeric.
 fn validate_container_id(id: &str) -> Result<(), Error> {
     let ok = id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if ok {
         Ok(())
     } else {
         Err(Error::new(
             Code::InvalidEnv,
             "invalid CNI_CONTAINERID",
-            format!("{id:?}: must be letters, digits, '_', '.', '-', starting with a letter or digit"),
+            format!(
+                "{id:?}: must be letters, digits, '_', '.', '-', starting with a letter or digit"
+            ),
         ))
     }
 }
@@ -184,12 +207,18 @@ pub fn validate_ifname(name: &str) -> Result<(), String> {
         return Err("is empty".into());
     }
     if name.len() > 15 {
-        return Err(format!("is {} bytes long, the kernel allows 15", name.len()));
+        return Err(format!(
+            "is {} bytes long, the kernel allows 15",
+            name.len()
+        ));
     }
     if name == "." || name == ".." {
         return Err("is not a valid name".into());
     }
-    if let Some(c) = name.chars().find(|c| *c == '/' || *c == ':' || c.is_whitespace()) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| *c == '/' || *c == ':' || c.is_whitespace())
+    {
         return Err(format!("contains {c:?}"));
     }
     Ok(())
@@ -200,12 +229,20 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn add_needs_container_netns_ifname() {
-        let base = [("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "abc"), ("CNI_IFNAME", "eth0"), ("CNI_NETNS", "/run/netns/x")];
+        let base = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "abc"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", "/run/netns/x"),
+        ];
         assert!(Request::from_env(&vars(&base)).is_ok());
         for drop in ["CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS"] {
             let v: Vec<_> = base.iter().filter(|(k, _)| *k != drop).cloned().collect();
@@ -217,7 +254,12 @@ mod tests {
 
     #[test]
     fn del_allows_missing_netns() {
-        let r = Request::from_env(&vars(&[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "abc"), ("CNI_IFNAME", "eth0")])).unwrap();
+        let r = Request::from_env(&vars(&[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "abc"),
+            ("CNI_IFNAME", "eth0"),
+        ]))
+        .unwrap();
         assert!(r.netns.is_none());
     }
 
@@ -230,7 +272,10 @@ mod tests {
         assert_eq!(a.pod_uid.as_deref(), Some("u"));
         assert_eq!(a.infra_container_id.as_deref(), Some("c"));
         assert_eq!(a.raw, raw);
-        assert_eq!(CniArgs::parse("novalue").unwrap_err().code, Code::InvalidEnv);
+        assert_eq!(
+            CniArgs::parse("novalue").unwrap_err().code,
+            Code::InvalidEnv
+        );
     }
 
     #[test]

@@ -169,7 +169,13 @@ impl From<crate::delegate::Error> for Error {
     fn from(e: crate::delegate::Error) -> Self {
         use crate::delegate::Error as D;
         match e {
-            D::Plugin { code, msg, details, network, step } => {
+            D::Plugin {
+                code,
+                msg,
+                details,
+                network,
+                step,
+            } => {
                 // A delegate's own spec code (1–99) passes through; its own codes (100+) become ours.
                 let code = match code {
                     1 => Code::IncompatibleVersion,

@@ -24,7 +24,9 @@ pub struct NetConfList {
 impl NetConfList {
     /// Parse a conflist, or a single network config (which becomes a list of one).
     pub fn parse(value: &Value) -> Result<Self, String> {
-        let obj = value.as_object().ok_or("a network config must be a JSON object")?;
+        let obj = value
+            .as_object()
+            .ok_or("a network config must be a JSON object")?;
         let string = |k: &str| -> Result<String, String> {
             match obj.get(k) {
                 Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
@@ -41,7 +43,11 @@ impl NetConfList {
                 }
                 list.iter()
                     .enumerate()
-                    .map(|(i, p)| p.as_object().cloned().ok_or(format!("plugins[{i}] is not an object")))
+                    .map(|(i, p)| {
+                        p.as_object()
+                            .cloned()
+                            .ok_or(format!("plugins[{i}] is not an object"))
+                    })
                     .collect::<Result<Vec<_>, _>>()?
             }
             Some(_) => return Err("\"plugins\" must be a list".into()),
@@ -50,10 +56,18 @@ impl NetConfList {
         for (i, p) in plugins.iter().enumerate() {
             match p.get("type") {
                 Some(Value::String(t)) if !t.is_empty() => {}
-                _ => return Err(format!("plugins[{i}]: \"type\" is required and must be a string")),
+                _ => {
+                    return Err(format!(
+                        "plugins[{i}]: \"type\" is required and must be a string"
+                    ));
+                }
             }
         }
-        Ok(NetConfList { cni_version, name, plugins })
+        Ok(NetConfList {
+            cni_version,
+            name,
+            plugins,
+        })
     }
 
     /// The `type` of plugin `i`.
@@ -163,7 +177,8 @@ pub struct CniResult {
 impl CniResult {
     /// Read a result of any supported version.
     pub fn from_value(v: &Value) -> Result<Self, String> {
-        let mut r: CniResult = serde_json::from_value(v.clone()).map_err(|e| format!("not a CNI result: {e}"))?;
+        let mut r: CniResult =
+            serde_json::from_value(v.clone()).map_err(|e| format!("not a CNI result: {e}"))?;
         for ip in &mut r.ips {
             ip.version = None;
         }
@@ -210,7 +225,10 @@ mod tests {
 
     #[test]
     fn single_config_becomes_a_list() {
-        let l = NetConfList::parse(&json!({"cniVersion":"0.3.1","name":"n","type":"ipvlan","master":"eth1"})).unwrap();
+        let l = NetConfList::parse(
+            &json!({"cniVersion":"0.3.1","name":"n","type":"ipvlan","master":"eth1"}),
+        )
+        .unwrap();
         assert_eq!(l.plugins.len(), 1);
         assert_eq!(l.plugin_type(0), "ipvlan");
         let conf = l.plugin_conf(0, None);
@@ -221,8 +239,13 @@ mod tests {
     #[test]
     fn bad_lists_are_refused() {
         assert!(NetConfList::parse(&json!({"name":"n","type":"x"})).is_err());
-        assert!(NetConfList::parse(&json!({"cniVersion":"1.0.0","name":"n","plugins":[]})).is_err());
-        assert!(NetConfList::parse(&json!({"cniVersion":"1.0.0","name":"n","plugins":[{"x":1}]})).is_err());
+        assert!(
+            NetConfList::parse(&json!({"cniVersion":"1.0.0","name":"n","plugins":[]})).is_err()
+        );
+        assert!(
+            NetConfList::parse(&json!({"cniVersion":"1.0.0","name":"n","plugins":[{"x":1}]}))
+                .is_err()
+        );
         assert!(NetConfList::parse(&json!([1])).is_err());
     }
 
@@ -236,7 +259,17 @@ mod tests {
         assert!(v1["ips"][0].get("version").is_none());
         assert_eq!(v1["cniVersion"], "1.0.0");
         let back = r.to_version("0.3.1");
-        assert_eq!(back, legacy.as_object().map(|o| { let mut o = o.clone(); o.remove("dns"); Value::Object(o) }).unwrap());
+        assert_eq!(
+            back,
+            legacy
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.remove("dns");
+                    Value::Object(o)
+                })
+                .unwrap()
+        );
         assert_eq!(r.addresses_of("eth0"), vec!["10.1.0.5".to_string()]);
         assert_eq!(r.mac_of("eth0"), Some("aa:bb:cc:dd:ee:ff"));
     }

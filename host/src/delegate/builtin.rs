@@ -44,35 +44,62 @@ enum Ipam {
 }
 
 fn parse(network: &str, conf: &Value) -> Result<Parsed, Error> {
-    let bad = |why: String| Error::Config { network: network.into(), why };
+    let bad = |why: String| Error::Config {
+        network: network.into(),
+        why,
+    };
     let c: Conf = serde_json::from_value(conf.clone()).map_err(|e| bad(e.to_string()))?;
     let kind = LinkKind::parse(&c.kind, c.mode.as_deref()).map_err(bad)?;
     // The reference plugins fall back to the default-route interface; we require it explicitly:
     // guessing the master on a multi-homed node attaches pods to the wrong network.
-    let master = c.master.filter(|m| !m.is_empty()).ok_or_else(|| bad("\"master\" is required".into()))?;
+    let master = c
+        .master
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| bad("\"master\" is required".into()))?;
     let ipam = match &c.ipam {
         None => Ipam::None,
         Some(v) if v.as_object().is_some_and(|o| o.is_empty()) => Ipam::None,
         Some(v) => match v.get("type").and_then(Value::as_str) {
-            Some(t) if ipam::is_builtin(t) => Ipam::InProcess(IpamConf::parse(v).map_err(Error::Ipam)?),
+            Some(t) if ipam::is_builtin(t) => {
+                Ipam::InProcess(IpamConf::parse(v).map_err(Error::Ipam)?)
+            }
             Some(t) if !t.is_empty() => Ipam::Exec(t.to_string()),
             _ => return Err(bad("ipam.type is required".into())),
         },
     };
     if matches!(kind, LinkKind::Ipvlan(_)) && matches!(ipam, Ipam::None) {
-        return Err(bad("ipvlan needs an ipam section (an ipvlan link has no address of its own)".into()));
+        return Err(bad(
+            "ipvlan needs an ipam section (an ipvlan link has no address of its own)".into(),
+        ));
     }
-    Ok(Parsed { kind, master, mtu: c.mtu, ipam })
+    Ok(Parsed {
+        kind,
+        master,
+        mtu: c.mtu,
+        ipam,
+    })
 }
 
 fn owner(call: &Call, ifname: &str) -> Owner {
-    Owner { container_id: call.container_id.clone(), ifname: ifname.into(), podref: call.podref() }
+    Owner {
+        container_id: call.container_id.clone(),
+        ifname: ifname.into(),
+        podref: call.podref(),
+    }
 }
 
 /// Allocate, create the link in the pod, configure it. Undone in reverse on any failure.
-pub async fn add(call: &Call, network: &str, conf: &Value, ifname: &str) -> Result<CniResult, Error> {
+pub async fn add(
+    call: &Call,
+    network: &str,
+    conf: &Value,
+    ifname: &str,
+) -> Result<CniResult, Error> {
     let p = parse(network, conf)?;
-    let netns_path = call.netns.clone().ok_or_else(|| Error::Config { network: network.into(), why: "CNI_NETNS is required".into() })?;
+    let netns_path = call.netns.clone().ok_or_else(|| Error::Config {
+        network: network.into(),
+        why: "CNI_NETNS is required".into(),
+    })?;
     let ns = Netns::open(&netns_path).map_err(Error::Netlink)?;
 
     // 1. An address (before the link: a full range must not leave a link behind).
@@ -80,7 +107,9 @@ pub async fn add(call: &Call, network: &str, conf: &Value, ifname: &str) -> Resu
     // 2. The link, straight into the pod; 3. its addresses and routes.
     let made = async {
         let host = netns::host_handle().map_err(Error::Netlink)?;
-        netlink::create(&host, p.kind, &p.master, p.mtu, ifname, &ns).await.map_err(Error::Netlink)?;
+        netlink::create(&host, p.kind, &p.master, p.mtu, ifname, &ns)
+            .await
+            .map_err(Error::Netlink)?;
         let inside = ns.handle().map_err(Error::Netlink)?;
         let addrs: Vec<IpNetwork> = ip.ips.iter().map(|i| i.address).collect();
         let gateways: Vec<_> = ip.ips.iter().filter_map(|i| i.gateway).collect();
@@ -95,13 +124,20 @@ pub async fn add(call: &Call, network: &str, conf: &Value, ifname: &str) -> Resu
         Ok(mac) => mac,
         Err(e) => {
             if let Err(undo) = release(call, network, &p.ipam, conf, ifname).await {
-                tracing::error!("rollback of {network} on {ifname}: releasing its address failed: {undo}");
+                tracing::error!(
+                    "rollback of {network} on {ifname}: releasing its address failed: {undo}"
+                );
             }
             return Err(e);
         }
     };
     let mut result = ip;
-    result.interfaces = vec![Interface { name: ifname.into(), mac, mtu: None, sandbox: netns_path.display().to_string() }];
+    result.interfaces = vec![Interface {
+        name: ifname.into(),
+        mac,
+        mtu: None,
+        sandbox: netns_path.display().to_string(),
+    }];
     for i in &mut result.ips {
         i.interface = Some(0);
     }
@@ -129,52 +165,111 @@ pub async fn del(call: &Call, network: &str, conf: &Value, ifname: &str) -> Resu
 /// The link exists in the pod and carries the addresses of the result it was given.
 pub async fn check(call: &Call, network: &str, conf: &Value, ifname: &str) -> Result<(), Error> {
     parse(network, conf)?;
-    let path = call.netns.clone().ok_or_else(|| Error::Config { network: network.into(), why: "CNI_NETNS is required".into() })?;
+    let path = call.netns.clone().ok_or_else(|| Error::Config {
+        network: network.into(),
+        why: "CNI_NETNS is required".into(),
+    })?;
     let ns = Netns::open(&path).map_err(Error::Netlink)?;
     let h = ns.handle().map_err(Error::Netlink)?;
     match netlink::find(&h, ifname).await {
         Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(Error::Config { network: network.into(), why: format!("interface {ifname} is missing from {}", path.display()) }),
-        Err(source) => Err(Error::Netlink(netlink::Error::Configure { step: "looking up the link".into(), ifname: ifname.into(), source })),
+        Ok(None) => Err(Error::Config {
+            network: network.into(),
+            why: format!("interface {ifname} is missing from {}", path.display()),
+        }),
+        Err(source) => Err(Error::Netlink(netlink::Error::Configure {
+            step: "looking up the link".into(),
+            ifname: ifname.into(),
+            source,
+        })),
     }
 }
 
-async fn allocate(call: &Call, network: &str, ipam: &Ipam, conf: &Value, ifname: &str) -> Result<CniResult, Error> {
+async fn allocate(
+    call: &Call,
+    network: &str,
+    ipam: &Ipam,
+    conf: &Value,
+    ifname: &str,
+) -> Result<CniResult, Error> {
     match ipam {
         Ipam::None => Ok(CniResult::default()),
         Ipam::Exec(t) => {
             let r = exec::run(call, Command::Add, network, t, conf, ifname).await?;
-            r.ok_or_else(|| Error::BadOutput { plugin: t.clone(), why: "ADD printed no result".into() })
+            r.ok_or_else(|| Error::BadOutput {
+                plugin: t.clone(),
+                why: "ADD printed no result".into(),
+            })
         }
         Ipam::InProcess(ic) => {
-            let kube = call.kube.as_ref().ok_or_else(|| Error::Config { network: network.into(), why: "no Kubernetes client".into() })?;
+            let kube = call.kube.as_ref().ok_or_else(|| Error::Config {
+                network: network.into(),
+                why: "no Kubernetes client".into(),
+            })?;
             let req = IpamRequest {
                 pod: call.pod.clone(),
                 interface: ifname.into(),
                 node: call.node.clone(),
                 container_id: call.container_id.clone(),
             };
-            let lease = ipam::allocate(kube, &call.guests, ic, &call.conf.ipam_namespace, &owner(call, ifname), &req)
-                .await
-                .map_err(Error::Ipam)?;
+            let lease = ipam::allocate(
+                kube,
+                &call.guests,
+                ic,
+                &call.conf.ipam_namespace,
+                &owner(call, ifname),
+                &req,
+            )
+            .await
+            .map_err(Error::Ipam)?;
             Ok(CniResult {
-                ips: vec![IpConfig { version: None, address: lease.address, gateway: ic.gateway, interface: None }],
-                routes: ic.routes.iter().map(|r| Route { dst: r.dst, gw: r.gw }).collect(),
+                ips: vec![IpConfig {
+                    version: None,
+                    address: lease.address,
+                    gateway: ic.gateway,
+                    interface: None,
+                }],
+                routes: ic
+                    .routes
+                    .iter()
+                    .map(|r| Route {
+                        dst: r.dst,
+                        gw: r.gw,
+                    })
+                    .collect(),
                 ..Default::default()
             })
         }
     }
 }
 
-async fn release(call: &Call, network: &str, ipam: &Ipam, conf: &Value, ifname: &str) -> Result<(), Error> {
+async fn release(
+    call: &Call,
+    network: &str,
+    ipam: &Ipam,
+    conf: &Value,
+    ifname: &str,
+) -> Result<(), Error> {
     match ipam {
         Ipam::None => Ok(()),
-        Ipam::Exec(t) => exec::run(call, Command::Del, network, t, conf, ifname).await.map(drop),
+        Ipam::Exec(t) => exec::run(call, Command::Del, network, t, conf, ifname)
+            .await
+            .map(drop),
         Ipam::InProcess(ic) => {
-            let kube = call.kube.as_ref().ok_or_else(|| Error::Config { network: network.into(), why: "no Kubernetes client".into() })?;
+            let kube = call.kube.as_ref().ok_or_else(|| Error::Config {
+                network: network.into(),
+                why: "no Kubernetes client".into(),
+            })?;
             let range = ic.range().map_err(Error::Ipam)?;
             let pool = ic.pool_name(&range);
-            ipam::release(kube, &call.conf.ipam_namespace, Some(&[pool]), &owner(call, ifname)).await.map_err(Error::Ipam)
+            ipam::release(
+                kube,
+                &call.conf.ipam_namespace,
+                Some(&[pool]),
+                &owner(call, ifname),
+            )
+            .await
+            .map_err(Error::Ipam)
         }
     }
 }

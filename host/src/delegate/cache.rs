@@ -40,7 +40,13 @@ pub struct Record {
 
 impl Record {
     /// A record of a plan, before anything ran.
-    pub fn new(container_id: &str, podref: &str, ifname: &str, cluster: &NetConfList, attachments: &[Planned]) -> Self {
+    pub fn new(
+        container_id: &str,
+        podref: &str,
+        ifname: &str,
+        cluster: &NetConfList,
+        attachments: &[Planned],
+    ) -> Self {
         Record {
             format: FORMAT,
             container_id: container_id.into(),
@@ -61,8 +67,15 @@ impl Record {
     /// Write atomically (temp file + rename), readable by root only.
     pub fn write(&self, dir: &Path) -> Result<(), Error> {
         let path = Self::path(dir, &self.container_id);
-        let err = |source| Error::Cache { path: path.clone(), source };
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
+        let err = |source| Error::Cache {
+            path: path.clone(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
         let tmp = dir.join(format!(".{}.tmp", self.container_id));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -71,7 +84,8 @@ impl Record {
             .mode(0o600)
             .open(&tmp)
             .map_err(err)?;
-        f.write_all(&serde_json::to_vec(self).expect("record serializes")).map_err(err)?;
+        f.write_all(&serde_json::to_vec(self).expect("record serializes"))
+            .map_err(err)?;
         f.sync_all().map_err(err)?;
         std::fs::rename(&tmp, &path).map_err(err)
     }
@@ -84,18 +98,27 @@ impl Record {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
-                tracing::warn!("delegate cache {} unreadable, continuing without it: {e}", path.display());
+                tracing::warn!(
+                    "delegate cache {} unreadable, continuing without it: {e}",
+                    path.display()
+                );
                 return None;
             }
         };
         match serde_json::from_slice::<Record>(&bytes) {
             Ok(r) if r.format == FORMAT && r.container_id == container_id => Some(r),
             Ok(_) => {
-                tracing::warn!("delegate cache {} is of another format or container, ignoring it", path.display());
+                tracing::warn!(
+                    "delegate cache {} is of another format or container, ignoring it",
+                    path.display()
+                );
                 None
             }
             Err(e) => {
-                tracing::warn!("delegate cache {} is corrupt, continuing without it: {e}", path.display());
+                tracing::warn!(
+                    "delegate cache {} is corrupt, continuing without it: {e}",
+                    path.display()
+                );
                 None
             }
         }
@@ -105,7 +128,9 @@ impl Record {
     pub fn remove(dir: &Path, container_id: &str) -> Result<(), Error> {
         let path = Self::path(dir, container_id);
         match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Cache { path, source: e }),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::Cache { path, source: e })
+            }
             _ => Ok(()),
         }
     }

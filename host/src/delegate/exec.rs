@@ -14,9 +14,19 @@ use crate::cni::types::CniResult;
 const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Run plugin `plugin` with `verb` on `ifname`; the parsed result for ADD.
-pub async fn run(call: &Call, verb: Command, network: &str, plugin: &str, conf: &Value, ifname: &str) -> Result<Option<CniResult>, Error> {
+pub async fn run(
+    call: &Call,
+    verb: Command,
+    network: &str,
+    plugin: &str,
+    conf: &Value,
+    ifname: &str,
+) -> Result<Option<CniResult>, Error> {
     if plugin.contains('/') || plugin.is_empty() {
-        return Err(Error::Config { network: network.into(), why: format!("plugin type {plugin:?} is not a plain name") });
+        return Err(Error::Config {
+            network: network.into(),
+            why: format!("plugin type {plugin:?} is not a plain name"),
+        });
     }
     let bin = call
         .path
@@ -25,9 +35,17 @@ pub async fn run(call: &Call, verb: Command, network: &str, plugin: &str, conf: 
         .find(|p| p.is_file())
         .ok_or_else(|| Error::NotFound {
             plugin: plugin.into(),
-            path: call.path.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
+            path: call
+                .path
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(":"),
         })?;
-    let exec_err = |source| Error::Exec { plugin: plugin.into(), source };
+    let exec_err = |source| Error::Exec {
+        plugin: plugin.into(),
+        source,
+    };
     let mut cmd = tokio::process::Command::new(&bin);
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("CNI_") {
@@ -38,7 +56,10 @@ pub async fn run(call: &Call, verb: Command, network: &str, plugin: &str, conf: 
         .env("CNI_CONTAINERID", &call.container_id)
         .env("CNI_IFNAME", ifname)
         .env("CNI_ARGS", &call.args.raw)
-        .env("CNI_PATH", std::env::join_paths(&call.path).unwrap_or_default())
+        .env(
+            "CNI_PATH",
+            std::env::join_paths(&call.path).unwrap_or_default(),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -53,7 +74,12 @@ pub async fn run(call: &Call, verb: Command, network: &str, plugin: &str, conf: 
     drop(pipe);
     let out = tokio::time::timeout(EXEC_TIMEOUT, child.wait_with_output())
         .await
-        .map_err(|_| exec_err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer in {EXEC_TIMEOUT:?}"))))?
+        .map_err(|_| {
+            exec_err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer in {EXEC_TIMEOUT:?}"),
+            ))
+        })?
         .map_err(exec_err)?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !stderr.trim().is_empty() {
@@ -66,7 +92,11 @@ pub async fn run(call: &Call, verb: Command, network: &str, plugin: &str, conf: 
             network: network.into(),
             step,
             code: v.get("code").and_then(Value::as_u64).unwrap_or(999) as u32,
-            msg: v.get("msg").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("exited with {}", out.status)),
+            msg: v
+                .get("msg")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("exited with {}", out.status)),
             details: v
                 .get("details")
                 .and_then(Value::as_str)
@@ -77,9 +107,14 @@ pub async fn run(call: &Call, verb: Command, network: &str, plugin: &str, conf: 
     if verb != Command::Add {
         return Ok(None);
     }
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::BadOutput { plugin: plugin.into(), why: format!("not JSON: {e}") })?;
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| Error::BadOutput {
+        plugin: plugin.into(),
+        why: format!("not JSON: {e}"),
+    })?;
     CniResult::from_value(&v)
         .map(Some)
-        .map_err(|why| Error::BadOutput { plugin: plugin.into(), why })
+        .map_err(|why| Error::BadOutput {
+            plugin: plugin.into(),
+            why,
+        })
 }

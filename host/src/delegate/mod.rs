@@ -117,32 +117,65 @@ impl Call {
 }
 
 /// Run `chain`'s ADD for `ifname`: each plugin in order, each given the previous result.
-pub async fn add_chain(call: &Call, network: &str, chain: &NetConfList, ifname: &str) -> Result<CniResult, Error> {
+pub async fn add_chain(
+    call: &Call,
+    network: &str,
+    chain: &NetConfList,
+    ifname: &str,
+) -> Result<CniResult, Error> {
     let mut prev: Option<CniResult> = None;
     for i in 0..chain.plugins.len() {
         let conf = chain.plugin_conf(i, prev.as_ref());
         let result = if builtin::handles(chain.plugin_type(i)) {
             builtin::add(call, network, &conf, ifname).await?
         } else {
-            exec::run(call, Command::Add, network, chain.plugin_type(i), &conf, ifname)
-                .await?
-                .ok_or_else(|| Error::BadOutput { plugin: chain.plugin_type(i).into(), why: "ADD printed no result".into() })?
+            exec::run(
+                call,
+                Command::Add,
+                network,
+                chain.plugin_type(i),
+                &conf,
+                ifname,
+            )
+            .await?
+            .ok_or_else(|| Error::BadOutput {
+                plugin: chain.plugin_type(i).into(),
+                why: "ADD printed no result".into(),
+            })?
         };
         prev = Some(result);
     }
-    prev.ok_or_else(|| Error::Config { network: network.into(), why: "no plugins".into() })
+    prev.ok_or_else(|| Error::Config {
+        network: network.into(),
+        why: "no plugins".into(),
+    })
 }
 
 /// Run `chain`'s DEL for `ifname` in reverse order. Every plugin is tried; the first error is
 /// returned after all have run, so one failure never stops the rest of the cleanup.
-pub async fn del_chain(call: &Call, network: &str, chain: &NetConfList, ifname: &str, prev: Option<&CniResult>) -> Result<(), Error> {
+pub async fn del_chain(
+    call: &Call,
+    network: &str,
+    chain: &NetConfList,
+    ifname: &str,
+    prev: Option<&CniResult>,
+) -> Result<(), Error> {
     let mut first_err = None;
     for i in (0..chain.plugins.len()).rev() {
         let conf = chain.plugin_conf(i, prev);
         let res = if builtin::handles(chain.plugin_type(i)) {
             builtin::del(call, network, &conf, ifname).await
         } else {
-            exec::run(call, Command::Del, network, chain.plugin_type(i), &conf, ifname).await.map(drop)
+            exec::run(
+                call,
+                Command::Del,
+                network,
+                chain.plugin_type(i),
+                &conf,
+                ifname,
+            )
+            .await
+            .map(drop)
         };
         if let Err(e) = res {
             tracing::error!("DEL {network} ({}) on {ifname}: {e}", chain.plugin_type(i));
@@ -153,13 +186,27 @@ pub async fn del_chain(call: &Call, network: &str, chain: &NetConfList, ifname: 
 }
 
 /// Run `chain`'s CHECK for `ifname` with the result ADD produced.
-pub async fn check_chain(call: &Call, network: &str, chain: &NetConfList, ifname: &str, prev: &CniResult) -> Result<(), Error> {
+pub async fn check_chain(
+    call: &Call,
+    network: &str,
+    chain: &NetConfList,
+    ifname: &str,
+    prev: &CniResult,
+) -> Result<(), Error> {
     for i in 0..chain.plugins.len() {
         let conf = chain.plugin_conf(i, Some(prev));
         if builtin::handles(chain.plugin_type(i)) {
             builtin::check(call, network, &conf, ifname).await?;
         } else {
-            exec::run(call, Command::Check, network, chain.plugin_type(i), &conf, ifname).await?;
+            exec::run(
+                call,
+                Command::Check,
+                network,
+                chain.plugin_type(i),
+                &conf,
+                ifname,
+            )
+            .await?;
         }
     }
     Ok(())

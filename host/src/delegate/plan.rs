@@ -26,27 +26,49 @@ pub struct Planned {
 
 /// Read the cluster network's conf or conflist.
 pub fn cluster_network(path: &Path) -> Result<NetConfList, cni::Error> {
-    let bad = |why: String| cni::Error::new(Code::InvalidConfig, "invalid clusterNetwork", format!("{}: {why}", path.display()));
+    let bad = |why: String| {
+        cni::Error::new(
+            Code::InvalidConfig,
+            "invalid clusterNetwork",
+            format!("{}: {why}", path.display()),
+        )
+    };
     let text = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
     let v: Value = serde_json::from_slice(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
     NetConfList::parse(&v).map_err(bad)
 }
 
 /// Validate the guest's attachments and resolve each network through the API.
-pub async fn plan(kube: &k8s::Client, guest: &Loaded, decided: Vec<Attachment>, cluster_ifname: &str) -> Result<Vec<Planned>, cni::Error> {
+pub async fn plan(
+    kube: &k8s::Client,
+    guest: &Loaded,
+    decided: Vec<Attachment>,
+    cluster_ifname: &str,
+) -> Result<Vec<Planned>, cni::Error> {
     let mut seen: HashSet<String> = HashSet::from([cluster_ifname.to_string()]);
     let mut out = Vec::with_capacity(decided.len());
     for (i, a) in decided.into_iter().enumerate() {
         let network = format!("{}/{}", a.network.namespace, a.network.name);
-        let ifname = a.interface.clone().unwrap_or_else(|| format!("net{}", i + 1));
+        let ifname = a
+            .interface
+            .clone()
+            .unwrap_or_else(|| format!("net{}", i + 1));
         if let Err(why) = cni::validate_ifname(&ifname) {
-            return Err(guest.invalid(format!("interface {ifname:?} for {network} {why}")).into());
+            return Err(guest
+                .invalid(format!("interface {ifname:?} for {network} {why}"))
+                .into());
         }
         if !seen.insert(ifname.clone()) {
-            return Err(guest.invalid(format!("interface {ifname:?} is used twice (network {network})")).into());
+            return Err(guest
+                .invalid(format!(
+                    "interface {ifname:?} is used twice (network {network})"
+                ))
+                .into());
         }
         if a.network.namespace.is_empty() || a.network.name.is_empty() {
-            return Err(guest.invalid(format!("network reference {network:?} is incomplete")).into());
+            return Err(guest
+                .invalid(format!("network reference {network:?} is incomplete"))
+                .into());
         }
         let config = kube.network(&a.network.namespace, &a.network.name).await?;
         let mut chain = NetConfList::parse(&config).map_err(|why| {
@@ -56,8 +78,17 @@ pub async fn plan(kube: &k8s::Client, guest: &Loaded, decided: Vec<Attachment>, 
                 why,
             })
         })?;
-        fold_requests(&mut chain, &a).map_err(|why| cni::Error::from(Error::Config { network: network.clone(), why }))?;
-        out.push(Planned { network, ifname, chain });
+        fold_requests(&mut chain, &a).map_err(|why| {
+            cni::Error::from(Error::Config {
+                network: network.clone(),
+                why,
+            })
+        })?;
+        out.push(Planned {
+            network,
+            ifname,
+            chain,
+        });
     }
     Ok(out)
 }
@@ -66,7 +97,10 @@ pub async fn plan(kube: &k8s::Client, guest: &Loaded, decided: Vec<Attachment>, 
 /// runtimeConfig capabilities, `cni-args` as `args.cni`.
 fn fold_requests(chain: &mut NetConfList, a: &Attachment) -> Result<(), String> {
     let extra_args = match &a.cni_args {
-        Some(text) => Some(serde_json::from_str::<Value>(text).map_err(|e| format!("cni-args is not JSON: {e}"))?),
+        Some(text) => Some(
+            serde_json::from_str::<Value>(text)
+                .map_err(|e| format!("cni-args is not JSON: {e}"))?,
+        ),
         None => None,
     };
     for p in &mut chain.plugins {

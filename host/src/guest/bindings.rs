@@ -2,16 +2,22 @@
 
 /// The `delegation-policy` world.
 pub mod delegation {
-    #![allow(missing_docs, reason = "generated from wit/, which documents every item")]
+    #![allow(
+        missing_docs,
+        reason = "generated from wit/, which documents every item"
+    )]
     wasmtime::component::bindgen!({ world: "delegation-policy", path: "../wit" });
 
     pub use exports::wasmcni::policy::delegation::{Attachment, Denial, NetworkRef, Request};
-    pub use wasmcni::policy::types::Pod;
+    pub use self::wasmcni::policy::types::Pod;
 }
 
 /// The `ipam-policy` world: the pool is a host resource backed by [`crate::ipam::PoolView`].
 pub mod ipam {
-    #![allow(missing_docs, reason = "generated from wit/, which documents every item")]
+    #![allow(
+        missing_docs,
+        reason = "generated from wit/, which documents every item"
+    )]
     wasmtime::component::bindgen!({
         world: "ipam-policy",
         path: "../wit",
@@ -29,7 +35,7 @@ pub mod ipam {
     use wasmtime::component::Resource;
 
     use crate::ipam::PoolView;
-    use wasmcni::policy::pool::{Host, HostView};
+    use self::wasmcni::policy::pool::{Host, HostView};
 
     impl Host for super::super::GuestState {}
     impl super::delegation::wasmcni::policy::types::Host for super::super::GuestState {}
@@ -44,10 +50,18 @@ pub mod ipam {
         fn is_free(&mut self, v: Resource<PoolView>, offset: u64) -> wasmtime::Result<bool> {
             Ok(self.table.get(&v)?.is_free(offset))
         }
-        fn next_free_from(&mut self, v: Resource<PoolView>, start: u64) -> wasmtime::Result<Option<u64>> {
+        fn next_free_from(
+            &mut self,
+            v: Resource<PoolView>,
+            start: u64,
+        ) -> wasmtime::Result<Option<u64>> {
             Ok(self.table.get(&v)?.next_free_from(start))
         }
-        fn owner_of(&mut self, v: Resource<PoolView>, offset: u64) -> wasmtime::Result<Option<String>> {
+        fn owner_of(
+            &mut self,
+            v: Resource<PoolView>,
+            offset: u64,
+        ) -> wasmtime::Result<Option<String>> {
             Ok(self.table.get(&v)?.owner_of(offset))
         }
         fn allocated_count(&mut self, v: Resource<PoolView>) -> wasmtime::Result<u64> {

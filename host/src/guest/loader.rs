@@ -19,22 +19,38 @@ use crate::config::GuestRef;
 
 /// Guests compiled into the binary (built from `guests/` by build.rs).
 pub const BUILTIN: &[(&str, &[u8])] = &[
-    ("multus-default", include_bytes!(concat!(env!("OUT_DIR"), "/guests/multus-default.wasm"))),
-    ("lowest-free", include_bytes!(concat!(env!("OUT_DIR"), "/guests/lowest-free.wasm"))),
+    (
+        "multus-default",
+        include_bytes!(concat!(env!("OUT_DIR"), "/guests/multus-default.wasm")),
+    ),
+    (
+        "lowest-free",
+        include_bytes!(concat!(env!("OUT_DIR"), "/guests/lowest-free.wasm")),
+    ),
 ];
 
 /// Hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub(super) fn load(engine: &Engine, cache_dir: &Path, r: &GuestRef) -> Result<Loaded, Error> {
-    let not_found = |why: String| Error::NotFound { name: r.guest.clone(), why };
-    let bytes: std::borrow::Cow<'static, [u8]> = if let Some((_, b)) = BUILTIN.iter().find(|(n, _)| *n == r.guest) {
+    let not_found = |why: String| Error::NotFound {
+        name: r.guest.clone(),
+        why,
+    };
+    let bytes: std::borrow::Cow<'static, [u8]> = if let Some((_, b)) =
+        BUILTIN.iter().find(|(n, _)| *n == r.guest)
+    {
         (*b).into()
     } else if r.guest.starts_with('/') {
         if r.sha256.is_none() {
-            return Err(not_found("a guest loaded from a node path must be pinned with \"sha256\"".into()));
+            return Err(not_found(
+                "a guest loaded from a node path must be pinned with \"sha256\"".into(),
+            ));
         }
         std::fs::read(&r.guest)
             .map_err(|e| not_found(format!("cannot read {}: {e}", r.guest)))?
@@ -66,7 +82,12 @@ pub(super) fn load(engine: &Engine, cache_dir: &Path, r: &GuestRef) -> Result<Lo
     })
 }
 
-fn compiled(engine: &Engine, cache_dir: &Path, digest: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+fn compiled(
+    engine: &Engine,
+    cache_dir: &Path,
+    digest: &str,
+    bytes: &[u8],
+) -> wasmtime::Result<Component> {
     let mut h = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
     let path = cache_dir.join(format!("{digest}-{:016x}.cwasm", h.finish()));
@@ -74,22 +95,34 @@ fn compiled(engine: &Engine, cache_dir: &Path, digest: &str, bytes: &[u8]) -> wa
         // SAFETY: the file is ours: written by this function under a root-only directory, under
         // a name keyed by the module's sha256 and this engine's compatibility hash, and renamed
         // into place only when complete. wasmtime checks its header and engine compatibility.
-        #[allow(unsafe_code, reason = "loading our own precompiled artifact (see SAFETY)")]
+        #[allow(
+            unsafe_code,
+            reason = "loading our own precompiled artifact (see SAFETY)"
+        )]
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(c) => return Ok(c),
-            Err(e) => tracing::warn!("discarding unusable compiled guest {}: {e:#}", path.display()),
+            Err(e) => tracing::warn!(
+                "discarding unusable compiled guest {}: {e:#}",
+                path.display()
+            ),
         }
     }
     let component = Component::new(engine, bytes)?;
     if let Err(e) = store(cache_dir, &path, &component.serialize()?) {
         // Not fatal: the next call compiles again.
-        tracing::warn!("cannot cache compiled guest in {}: {e}", cache_dir.display());
+        tracing::warn!(
+            "cannot cache compiled guest in {}: {e}",
+            cache_dir.display()
+        );
     }
     Ok(component)
 }
 
 fn store(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     let tmp = dir.join(format!(".tmp-{}", std::process::id()));
     let mut f = std::fs::OpenOptions::new()
         .write(true)

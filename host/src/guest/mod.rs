@@ -127,7 +127,11 @@ impl Guests {
                 }
             })?;
         let deadline_ticks = (timeout.as_millis() as u64).max(1);
-        Ok(Arc::new(Guests { engine, cache_dir, deadline_ticks }))
+        Ok(Arc::new(Guests {
+            engine,
+            cache_dir,
+            deadline_ticks,
+        }))
     }
 
     /// Resolve, verify and compile (or load from the cache) the guest `r` names.
@@ -158,13 +162,24 @@ impl Guests {
     }
 
     /// Ask a delegation guest which networks `req.pod` gets.
-    pub fn decide(&self, guest: &Loaded, req: &DelegationRequest) -> Result<Vec<Attachment>, Error> {
+    pub fn decide(
+        &self,
+        guest: &Loaded,
+        req: &DelegationRequest,
+    ) -> Result<Vec<Attachment>, Error> {
         let trapped = |source| guest.trapped(source);
         let mut store = self.store();
         let linker = self.linker().map_err(|e| guest.load_error(e))?;
-        let inst = bindings::delegation::DelegationPolicy::instantiate(&mut store, &guest.component, &linker)
-            .map_err(|e| guest.load_error(e))?;
-        let answer = inst.wasmcni_policy_delegation().call_decide(&mut store, req).map_err(trapped)?;
+        let inst = bindings::delegation::DelegationPolicy::instantiate(
+            &mut store,
+            &guest.component,
+            &linker,
+        )
+        .map_err(|e| guest.load_error(e))?;
+        let answer = inst
+            .wasmcni_policy_delegation()
+            .call_decide(&mut store, req)
+            .map_err(trapped)?;
         answer.map_err(|d| Error::Denied {
             name: guest.name.clone(),
             why: match d {

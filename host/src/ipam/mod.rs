@@ -102,7 +102,9 @@ impl IpamConf {
 
     /// The guest that picks addresses.
     pub fn policy(&self) -> GuestRef {
-        self.policy.clone().unwrap_or_else(|| GuestRef::builtin("lowest-free"))
+        self.policy
+            .clone()
+            .unwrap_or_else(|| GuestRef::builtin("lowest-free"))
     }
 
     /// The IPPool's name, as whereabouts derives it from the range.
@@ -128,7 +130,8 @@ pub struct Owner {
 
 impl Owner {
     fn holds(&self, a: &IpAllocation) -> bool {
-        a.id == self.container_id && (self.ifname.is_empty() || a.ifname.is_empty() || a.ifname == self.ifname)
+        a.id == self.container_id
+            && (self.ifname.is_empty() || a.ifname.is_empty() || a.ifname == self.ifname)
     }
 }
 
@@ -166,28 +169,53 @@ pub async fn allocate(
         if attempt > 0 {
             backoff(attempt).await;
         }
-        let mut pool = kube.ip_pool(namespace, &name).await.map_err(Error::Store)?.unwrap_or_else(|| {
-            let mut p = IPPool::new(&name, IPPoolSpec { range: range.cidr(), allocations: BTreeMap::new() });
-            p.metadata.namespace = Some(namespace.to_string());
-            p
-        });
+        let mut pool = kube
+            .ip_pool(namespace, &name)
+            .await
+            .map_err(Error::Store)?
+            .unwrap_or_else(|| {
+                let mut p = IPPool::new(
+                    &name,
+                    IPPoolSpec {
+                        range: range.cidr(),
+                        allocations: BTreeMap::new(),
+                    },
+                );
+                p.metadata.namespace = Some(namespace.to_string());
+                p
+            });
         let taken = offsets(&pool.spec);
         // ADD is idempotent: a retried ADD for the same container and interface keeps its address.
         if let Some((&o, _)) = taken.iter().find(|(_, a)| owner.holds(a)) {
-            return Ok(Lease { address: range.address(o), pool: name });
+            return Ok(Lease {
+                address: range.address(o),
+                pool: name,
+            });
         }
         let view = PoolView::new(range.clone(), taken);
         let (answer, view) = guests.propose(&guest, req, view).map_err(Error::Guest)?;
         let offset = match answer {
             Ok(o) => o,
-            Err(Refusal::Exhausted) => return Err(Error::Exhausted { range: range.cidr() }),
+            Err(Refusal::Exhausted) => {
+                return Err(Error::Exhausted {
+                    range: range.cidr(),
+                });
+            }
             Err(Refusal::Other(why)) => return Err(Error::Guest(guest.denied(why))),
         };
         if !view.is_free(offset) {
             let why = match view.owner_of(offset) {
-                Some(holder) => format!("offset {offset} ({}) is already allocated to {holder}", range.address(offset)),
-                None if offset > range.last_offset() => format!("offset {offset} is outside {}", range.cidr()),
-                None => format!("offset {offset} ({}) is reserved or excluded", range.address(offset)),
+                Some(holder) => format!(
+                    "offset {offset} ({}) is already allocated to {holder}",
+                    range.address(offset)
+                ),
+                None if offset > range.last_offset() => {
+                    format!("offset {offset} is outside {}", range.cidr())
+                }
+                None => format!(
+                    "offset {offset} ({}) is reserved or excluded",
+                    range.address(offset)
+                ),
             };
             return Err(Error::Guest(guest.invalid(why)));
         }
@@ -199,7 +227,11 @@ pub async fn allocate(
                 ifname: owner.ifname.clone(),
             },
         );
-        match kube.write_ip_pool(namespace, &pool).await.map_err(Error::Store)? {
+        match kube
+            .write_ip_pool(namespace, &pool)
+            .await
+            .map_err(Error::Store)?
+        {
             Cas::Done => {
                 tracing::info!(
                     "ipam guest {} (sha256 {}) proposed {} for {}; committed to IPPool {namespace}/{name}",
@@ -208,17 +240,28 @@ pub async fn allocate(
                     range.address(offset),
                     owner.podref
                 );
-                return Ok(Lease { address: range.address(offset), pool: name });
+                return Ok(Lease {
+                    address: range.address(offset),
+                    pool: name,
+                });
             }
             Cas::Conflict => tracing::info!("IPPool {name}: lost a write race, attempt {attempt}"),
         }
     }
-    Err(Error::Conflict { pool: name, attempts: MAX_ATTEMPTS })
+    Err(Error::Conflict {
+        pool: name,
+        attempts: MAX_ATTEMPTS,
+    })
 }
 
 /// Release `owner`'s addresses from the pools `pools` (all pools in `namespace` when `None`).
 /// Absent pools and absent allocations are success: DEL is idempotent.
-pub async fn release(kube: &k8s::Client, namespace: &str, pools: Option<&[String]>, owner: &Owner) -> Result<(), Error> {
+pub async fn release(
+    kube: &k8s::Client,
+    namespace: &str,
+    pools: Option<&[String]>,
+    owner: &Owner,
+) -> Result<(), Error> {
     let names: Vec<String> = match pools {
         Some(p) => p.to_vec(),
         None => kube
@@ -233,19 +276,30 @@ pub async fn release(kube: &k8s::Client, namespace: &str, pools: Option<&[String
     for name in names {
         let mut attempt = 0;
         loop {
-            let Some(mut pool) = kube.ip_pool(namespace, &name).await.map_err(Error::Store)? else { break };
+            let Some(mut pool) = kube.ip_pool(namespace, &name).await.map_err(Error::Store)? else {
+                break;
+            };
             let before = pool.spec.allocations.len();
             pool.spec.allocations.retain(|_, a| !owner.holds(a));
             if pool.spec.allocations.len() == before {
                 break;
             }
-            match kube.write_ip_pool(namespace, &pool).await.map_err(Error::Store)? {
+            match kube
+                .write_ip_pool(namespace, &pool)
+                .await
+                .map_err(Error::Store)?
+            {
                 Cas::Done => break,
                 Cas::Conflict if attempt + 1 < MAX_ATTEMPTS => {
                     attempt += 1;
                     backoff(attempt).await;
                 }
-                Cas::Conflict => return Err(Error::Conflict { pool: name, attempts: MAX_ATTEMPTS }),
+                Cas::Conflict => {
+                    return Err(Error::Conflict {
+                        pool: name,
+                        attempts: MAX_ATTEMPTS,
+                    });
+                }
             }
         }
     }
@@ -255,5 +309,8 @@ pub async fn release(kube: &k8s::Client, namespace: &str, pools: Option<&[String
 /// Short, jittered, growing pauses: racing writers spread out instead of colliding again.
 async fn backoff(attempt: u32) {
     let jitter = u64::from(std::process::id() % 7) + u64::from(attempt.min(10)) * 3;
-    tokio::time::sleep(Duration::from_millis(5 + jitter * u64::from(attempt.min(5)))).await;
+    tokio::time::sleep(Duration::from_millis(
+        5 + jitter * u64::from(attempt.min(5)),
+    ))
+    .await;
 }

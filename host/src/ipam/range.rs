@@ -23,14 +23,28 @@ fn to_u128(ip: IpAddr) -> u128 {
 impl Range {
     /// Parse whereabouts' `range` (`CIDR` or `first-last/prefix`), `range_start`, `range_end`
     /// and `exclude`. Offsets must fit 64 bits (at most a /64 of IPv6).
-    pub fn parse(range: &str, start: Option<IpAddr>, end: Option<IpAddr>, exclude: &[String]) -> Result<Self, String> {
+    pub fn parse(
+        range: &str,
+        start: Option<IpAddr>,
+        end: Option<IpAddr>,
+        exclude: &[String],
+    ) -> Result<Self, String> {
         let (mut start, mut end) = (start, end);
         let cidr = match range.split_once('-') {
             // "192.168.2.225-192.168.2.230/24": the dash form.
             Some((first, rest)) if !range.contains(':') || first.parse::<IpAddr>().is_ok() => {
-                let (last, prefix) = rest.split_once('/').ok_or(format!("range {range:?}: expected first-last/prefix"))?;
-                start = Some(first.parse().map_err(|e| format!("range {range:?}: {first:?}: {e}"))?);
-                end = Some(last.parse().map_err(|e| format!("range {range:?}: {last:?}: {e}"))?);
+                let (last, prefix) = rest
+                    .split_once('/')
+                    .ok_or(format!("range {range:?}: expected first-last/prefix"))?;
+                start = Some(
+                    first
+                        .parse()
+                        .map_err(|e| format!("range {range:?}: {first:?}: {e}"))?,
+                );
+                end = Some(
+                    last.parse()
+                        .map_err(|e| format!("range {range:?}: {last:?}: {e}"))?,
+                );
                 format!("{first}/{prefix}")
             }
             _ => range.to_string(),
@@ -39,17 +53,26 @@ impl Range {
             .parse()
             .map_err(|e| format!("range {range:?} is not a CIDR (like 172.16.1.0/24): {e}"))?;
         if !cidr.contains('/') {
-            return Err(format!("range {range:?} has no prefix length (like 172.16.1.0/24)"));
+            return Err(format!(
+                "range {range:?} is not a CIDR: it has no prefix length (like 172.16.1.0/24)"
+            ));
         }
-        let net = IpNetwork::new(parsed.network(), parsed.prefix()).expect("prefix already validated");
+        let net =
+            IpNetwork::new(parsed.network(), parsed.prefix()).expect("prefix already validated");
         let host_bits = u32::from(if net.is_ipv4() { 32u8 } else { 128 }) - u32::from(net.prefix());
         if host_bits > 64 {
-            return Err(format!("range {range:?} is larger than a /64; offsets must fit 64 bits"));
+            return Err(format!(
+                "range {range:?} is larger than a /64; offsets must fit 64 bits"
+            ));
         }
         if host_bits < 2 && net.is_ipv4() {
             return Err(format!("range {range:?} has no usable addresses"));
         }
-        let size_minus_one: u64 = if host_bits == 64 { u64::MAX } else { (1u64 << host_bits) - 1 };
+        let size_minus_one: u64 = if host_bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << host_bits) - 1
+        };
         let base = to_u128(net.network());
         let offset_of = |ip: IpAddr, what: &str| -> Result<u64, String> {
             if ip.is_ipv4() != net.is_ipv4() || !net.contains(ip) {
@@ -60,7 +83,11 @@ impl Range {
         // IPv4: the network and broadcast addresses are never handed out; IPv6: the
         // subnet-router anycast address (offset 0) is not either.
         let mut first = 1u64;
-        let mut last = if net.is_ipv4() { size_minus_one - 1 } else { size_minus_one };
+        let mut last = if net.is_ipv4() {
+            size_minus_one - 1
+        } else {
+            size_minus_one
+        };
         if let Some(s) = start {
             first = first.max(offset_of(s, "range_start")?);
         }
@@ -72,7 +99,9 @@ impl Range {
         }
         let mut excl = Vec::new();
         for x in exclude {
-            let x: IpNetwork = x.parse().map_err(|e| format!("exclude {x:?} is not a CIDR: {e}"))?;
+            let x: IpNetwork = x
+                .parse()
+                .map_err(|e| format!("exclude {x:?} is not a CIDR: {e}"))?;
             let xb = to_u128(x.network());
             let xbits = u32::from(if x.is_ipv4() { 32u8 } else { 128 }) - u32::from(x.prefix());
             if x.is_ipv4() != net.is_ipv4() {
@@ -86,7 +115,12 @@ impl Range {
             }
         }
         excl.sort_unstable();
-        Ok(Range { net, first, last, exclude: excl })
+        Ok(Range {
+            net,
+            first,
+            last,
+            exclude: excl,
+        })
     }
 
     /// The network in CIDR notation.
@@ -96,8 +130,13 @@ impl Range {
 
     /// The highest offset of the network.
     pub fn last_offset(&self) -> u64 {
-        let bits = u32::from(if self.net.is_ipv4() { 32u8 } else { 128 }) - u32::from(self.net.prefix());
-        if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 }
+        let bits =
+            u32::from(if self.net.is_ipv4() { 32u8 } else { 128 }) - u32::from(self.net.prefix());
+        if bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << bits) - 1
+        }
     }
 
     /// Whether `offset` may ever be allocated (inside start..end and not excluded).
@@ -107,7 +146,11 @@ impl Range {
 
     /// If `offset` is excluded, the last offset of its exclusion.
     pub fn exclusion_end(&self, offset: u64) -> Option<u64> {
-        self.exclude.iter().filter(|(lo, hi)| (*lo..=*hi).contains(&offset)).map(|(_, hi)| *hi).max()
+        self.exclude
+            .iter()
+            .filter(|(lo, hi)| (*lo..=*hi).contains(&offset))
+            .map(|(_, hi)| *hi)
+            .max()
     }
 
     /// The first and last allocatable offsets.
@@ -165,7 +208,10 @@ mod tests {
     fn v6_offsets_fit_u64() {
         let r = Range::parse("fd00::/64", None, None, &[]).unwrap();
         assert_eq!(r.last_offset(), u64::MAX);
-        assert_eq!(r.address(u64::MAX).ip().to_string(), "fd00::ffff:ffff:ffff:ffff");
+        assert_eq!(
+            r.address(u64::MAX).ip().to_string(),
+            "fd00::ffff:ffff:ffff:ffff"
+        );
         assert!(Range::parse("fd00::/63", None, None, &[]).is_err());
     }
 

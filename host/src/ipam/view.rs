@@ -76,13 +76,18 @@ mod tests {
     use super::*;
 
     fn alloc(id: &str) -> IpAllocation {
-        IpAllocation { id: id.into(), podref: format!("default/{id}"), ifname: "net1".into() }
+        IpAllocation {
+            id: id.into(),
+            podref: format!("default/{id}"),
+            ifname: "net1".into(),
+        }
     }
 
     #[test]
     fn lowest_free_skips_taken_and_excluded() {
         let range = Range::parse("10.0.0.0/24", None, None, &["10.0.0.3/32".into()]).unwrap();
-        let taken: BTreeMap<u64, IpAllocation> = [(1, alloc("a")), (2, alloc("b")), (4, alloc("c"))].into();
+        let taken: BTreeMap<u64, IpAllocation> =
+            [(1, alloc("a")), (2, alloc("b")), (4, alloc("c"))].into();
         let v = PoolView::new(range, taken);
         assert_eq!(v.next_free_from(0), Some(5));
         assert_eq!(v.next_free_from(250), Some(250));

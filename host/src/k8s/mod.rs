@@ -13,7 +13,9 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client as KubeClient, Config};
 
-pub use crd::{IPPool, IPPoolSpec, IpAllocation, NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec};
+pub use crd::{
+    IPPool, IPPoolSpec, IpAllocation, NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec,
+};
 
 /// Per-request deadline. Short: a CNI call waits on it, and DEL must fail over to the cache.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -121,7 +123,10 @@ pub enum Cas {
 impl Client {
     /// A client for the identity in `kubeconfig`, with wasmcni's deadlines.
     pub async fn from_kubeconfig(path: &Path) -> Result<Self, Error> {
-        let bad = |source| Error::Kubeconfig { path: path.to_path_buf(), source };
+        let bad = |source| Error::Kubeconfig {
+            path: path.to_path_buf(),
+            source,
+        };
         let kc = Kubeconfig::read_from(path).map_err(bad)?;
         let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
             .await
@@ -129,7 +134,8 @@ impl Client {
         config.connect_timeout = Some(CONNECT_TIMEOUT);
         config.read_timeout = Some(REQUEST_TIMEOUT);
         config.write_timeout = Some(REQUEST_TIMEOUT);
-        let kube = KubeClient::try_from(config).map_err(|e| Error::from_kube("building the client", e))?;
+        let kube =
+            KubeClient::try_from(config).map_err(|e| Error::from_kube("building the client", e))?;
         Ok(Client { kube })
     }
 
@@ -142,12 +148,21 @@ impl Client {
                 namespace: namespace.into(),
                 name: name.into(),
             }),
-            Err(e) => Err(Error::from_kube(format!("reading pod {namespace}/{name}"), e)),
+            Err(e) => Err(Error::from_kube(
+                format!("reading pod {namespace}/{name}"),
+                e,
+            )),
         }
     }
 
     /// Set one annotation on a pod (a merge patch: other annotations are untouched).
-    pub async fn annotate_pod(&self, namespace: &str, name: &str, key: &str, value: &str) -> Result<(), Error> {
+    pub async fn annotate_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), Error> {
         let api: Api<Pod> = Api::namespaced(self.kube.clone(), namespace);
         let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -167,21 +182,32 @@ impl Client {
                     name: name.into(),
                 });
             }
-            Err(e) => return Err(Error::from_kube(format!("reading NetworkAttachmentDefinition {namespace}/{name}"), e)),
+            Err(e) => {
+                return Err(Error::from_kube(
+                    format!("reading NetworkAttachmentDefinition {namespace}/{name}"),
+                    e,
+                ));
+            }
         };
         let bad = |why: String| Error::BadNetworkConfig {
             namespace: namespace.into(),
             name: name.into(),
             why,
         };
-        let text = nad.spec.config.filter(|c| !c.trim().is_empty()).ok_or_else(|| {
-            bad("spec.config is empty (config files on the node are not supported yet)".into())
-        })?;
-        let mut config: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| bad(format!("spec.config is not JSON: {e}")))?;
+        let text = nad
+            .spec
+            .config
+            .filter(|c| !c.trim().is_empty())
+            .ok_or_else(|| {
+                bad("spec.config is empty (config files on the node are not supported yet)".into())
+            })?;
+        let mut config: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| bad(format!("spec.config is not JSON: {e}")))?;
         // As Multus does: a config without a name is named after its NAD.
         if let Some(obj) = config.as_object_mut()
-            && !obj.get("name").is_some_and(|n| n.as_str().is_some_and(|n| !n.is_empty()))
+            && !obj
+                .get("name")
+                .is_some_and(|n| n.as_str().is_some_and(|n| !n.is_empty()))
         {
             obj.insert("name".into(), serde_json::Value::String(name.to_string()));
         }
@@ -218,7 +244,10 @@ impl Client {
         match res {
             Ok(_) => Ok(Cas::Done),
             Err(e) if status_code(&e) == Some(409) => Ok(Cas::Conflict),
-            Err(e) => Err(Error::from_kube(format!("writing IPPool {namespace}/{name}"), e)),
+            Err(e) => Err(Error::from_kube(
+                format!("writing IPPool {namespace}/{name}"),
+                e,
+            )),
         }
     }
 }

@@ -105,13 +105,25 @@ fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
 
 /// The index and MAC of link `name`, or `None` when it does not exist.
 pub async fn find(h: &Handle, name: &str) -> Result<Option<(u32, String)>, rtnetlink::Error> {
-    match h.link().get().match_name(name.to_string()).execute().try_next().await {
+    match h
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await
+    {
         Ok(Some(msg)) => {
             let mac = msg
                 .attributes
                 .iter()
                 .find_map(|a| match a {
-                    LinkAttribute::Address(b) => Some(b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")),
+                    LinkAttribute::Address(b) => Some(
+                        b.iter()
+                            .map(|x| format!("{x:02x}"))
+                            .collect::<Vec<_>>()
+                            .join(":"),
+                    ),
                     _ => None,
                 })
                 .unwrap_or_default();
@@ -128,14 +140,31 @@ const fn libc_enodev() -> i32 {
 }
 
 /// Create `ifname` of `kind` on `master` (in `host`'s namespace) directly inside `ns`.
-pub async fn create(host: &Handle, kind: LinkKind, master: &str, mtu: Option<u32>, ifname: &str, ns: &Netns) -> Result<(), Error> {
+pub async fn create(
+    host: &Handle,
+    kind: LinkKind,
+    master: &str,
+    mtu: Option<u32>,
+    ifname: &str,
+    ns: &Netns,
+) -> Result<(), Error> {
     let (master_index, _) = find(host, master)
         .await
-        .map_err(|source| Error::Configure { step: format!("looking up master {master}"), ifname: ifname.into(), source })?
-        .ok_or_else(|| Error::MasterMissing { master: master.into() })?;
+        .map_err(|source| Error::Configure {
+            step: format!("looking up master {master}"),
+            ifname: ifname.into(),
+            source,
+        })?
+        .ok_or_else(|| Error::MasterMissing {
+            master: master.into(),
+        })?;
     let msg = match kind {
-        LinkKind::Ipvlan(mode) => LinkIpVlan::new(ifname, master_index, mode).setns_by_fd(ns.raw_fd()).build(),
-        LinkKind::Macvlan(mode) => LinkMacVlan::new(ifname, master_index, mode).setns_by_fd(ns.raw_fd()).build(),
+        LinkKind::Ipvlan(mode) => LinkIpVlan::new(ifname, master_index, mode)
+            .setns_by_fd(ns.raw_fd())
+            .build(),
+        LinkKind::Macvlan(mode) => LinkMacVlan::new(ifname, master_index, mode)
+            .setns_by_fd(ns.raw_fd())
+            .build(),
     };
     finish_create(host, msg, kind, master, mtu, ifname).await
 }
@@ -155,13 +184,30 @@ async fn finish_create(
         .add(msg)
         .execute()
         .await
-        .map_err(|source| Error::LinkCreate { kind: kind.name(), ifname: ifname.into(), master: master.into(), source })
+        .map_err(|source| Error::LinkCreate {
+            kind: kind.name(),
+            ifname: ifname.into(),
+            master: master.into(),
+            source,
+        })
 }
 
 /// Bring `ifname` (in `h`'s namespace) up with `addrs`, then add `routes` (a route without a
 /// gateway uses `gateway` of its family, when given). Returns the link's MAC.
-pub async fn configure(h: &Handle, ifname: &str, addrs: &[IpNetwork], routes: &[Route], gateways: &[IpAddr]) -> Result<String, Error> {
-    let err = |step: String| move |source| Error::Configure { step, ifname: ifname.into(), source };
+pub async fn configure(
+    h: &Handle,
+    ifname: &str,
+    addrs: &[IpNetwork],
+    routes: &[Route],
+    gateways: &[IpAddr],
+) -> Result<String, Error> {
+    let err = |step: String| {
+        move |source| Error::Configure {
+            step,
+            ifname: ifname.into(),
+            source,
+        }
+    };
     let (index, mac) = find(h, ifname)
         .await
         .map_err(err("looking up the new link".into()))?
@@ -184,15 +230,26 @@ pub async fn configure(h: &Handle, ifname: &str, addrs: &[IpNetwork], routes: &[
         .await
         .map_err(err("setting the link up".into()))?;
     for r in routes {
-        let gw = r.gw.or_else(|| gateways.iter().copied().find(|g| g.is_ipv4() == r.dst.is_ipv4()));
+        let gw = r.gw.or_else(|| {
+            gateways
+                .iter()
+                .copied()
+                .find(|g| g.is_ipv4() == r.dst.is_ipv4())
+        });
         let mut b = RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(r.dst.network(), r.dst.prefix())
-            .map_err(|e| Error::Configure { step: format!("route {}: {e}", r.dst), ifname: ifname.into(), source: rtnetlink::Error::RequestFailed })?
+            .map_err(|e| Error::Configure {
+                step: format!("route {}: {e}", r.dst),
+                ifname: ifname.into(),
+                source: rtnetlink::Error::RequestFailed,
+            })?
             .output_interface(index);
         if let Some(g) = gw {
-            b = b
-                .gateway(g)
-                .map_err(|e| Error::Configure { step: format!("route {} via {g}: {e}", r.dst), ifname: ifname.into(), source: rtnetlink::Error::RequestFailed })?;
+            b = b.gateway(g).map_err(|e| Error::Configure {
+                step: format!("route {} via {g}: {e}", r.dst),
+                ifname: ifname.into(),
+                source: rtnetlink::Error::RequestFailed,
+            })?;
         }
         h.route()
             .add(b.build())
@@ -208,7 +265,11 @@ pub async fn configure(h: &Handle, ifname: &str, addrs: &[IpNetwork], routes: &[
 pub async fn delete(h: &Handle, ifname: &str) -> Result<(), Error> {
     let err = |step: &str| {
         let step = step.to_string();
-        move |source| Error::Configure { step, ifname: ifname.into(), source }
+        move |source| Error::Configure {
+            step,
+            ifname: ifname.into(),
+            source,
+        }
     };
     let Some((index, _)) = find(h, ifname).await.map_err(err("looking up the link"))? else {
         return Ok(());

@@ -45,7 +45,10 @@ impl Netns {
 
     /// An rtnetlink handle whose socket lives in this namespace.
     pub fn handle(&self) -> Result<Handle, Error> {
-        let file = self.file.try_clone().map_err(|source| Error::Socket { source })?;
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|source| Error::Socket { source })?;
         let path = self.path.clone();
         let runtime = tokio::runtime::Handle::current();
         let made = std::thread::spawn(move || {
@@ -69,7 +72,8 @@ impl Netns {
 
 /// An rtnetlink handle in the namespace wasmcni runs in (the node's).
 pub fn host_handle() -> Result<Handle, Error> {
-    let (connection, handle, _) = rtnetlink::new_connection().map_err(|source| Error::Socket { source })?;
+    let (connection, handle, _) =
+        rtnetlink::new_connection().map_err(|source| Error::Socket { source })?;
     tokio::spawn(connection);
     Ok(handle)
 }

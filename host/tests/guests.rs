@@ -1,0 +1,190 @@
+//! T1: every built-in guest, run through the real wasmtime host exactly as a CNI call runs it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use wasmcni::config::GuestRef;
+use wasmcni::guest::{self, DelegationRequest, Guests, IpamRequest, NetworkRef, Pod, Refusal};
+use wasmcni::ipam::{PoolView, Range};
+use wasmcni::k8s::IpAllocation;
+
+fn guests(dir: &tempfile::TempDir) -> std::sync::Arc<Guests> {
+    Guests::new(dir.path().join("cache"), Duration::from_millis(1000)).unwrap()
+}
+
+fn pod(annotation: Option<&str>) -> Pod {
+    Pod {
+        namespace: "team-a".into(),
+        name: "web-0".into(),
+        uid: "u1".into(),
+        labels: vec![("app".into(), "web".into())],
+        annotations: annotation
+            .map(|a| vec![("k8s.v1.cni.cncf.io/networks".into(), a.to_string())])
+            .unwrap_or_default(),
+    }
+}
+
+type Decided = Vec<(String, Option<String>)>;
+
+fn decide(annotation: Option<&str>, defaults: Vec<NetworkRef>) -> Result<Decided, guest::Error> {
+    let dir = tempfile::tempdir().unwrap();
+    let g = guests(&dir);
+    let loaded = g.load(&GuestRef::builtin("multus-default")).unwrap();
+    let req = DelegationRequest {
+        pod: pod(annotation),
+        node: "n1".into(),
+        default_networks: defaults,
+    };
+    g.decide(&loaded, &req).map(|atts| {
+        atts.into_iter()
+            .map(|a| (format!("{}/{}", a.network.namespace, a.network.name), a.interface))
+            .collect()
+    })
+}
+
+#[test]
+fn multus_default_comma_form() {
+    let got = decide(Some("net-a, other/net-b@eth9 ,net-c"), vec![]).unwrap();
+    assert_eq!(
+        got,
+        vec![
+            ("team-a/net-a".into(), None),
+            ("other/net-b".into(), Some("eth9".into())),
+            ("team-a/net-c".into(), None)
+        ]
+    );
+}
+
+#[test]
+fn multus_default_json_form_and_defaults_first() {
+    let defaults = vec![NetworkRef {
+        namespace: "kube-system".into(),
+        name: "mgmt".into(),
+    }];
+    let got = decide(
+        Some(r#"[{"name":"net-a","interface":"data0","ips":["10.1.1.5/24"]},{"name":"net-b","namespace":"other"}]"#),
+        defaults,
+    )
+    .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            ("kube-system/mgmt".into(), None),
+            ("team-a/net-a".into(), Some("data0".into())),
+            ("other/net-b".into(), None)
+        ]
+    );
+}
+
+#[test]
+fn multus_default_no_annotation_means_cluster_network_only() {
+    assert!(decide(None, vec![]).unwrap().is_empty());
+    assert!(decide(Some("  "), vec![]).unwrap().is_empty());
+}
+
+#[test]
+fn multus_default_refuses_bad_annotations() {
+    for bad in [
+        "a/b/c",
+        "net@a@b",
+        "net-a,,net-b",
+        "ns/",
+        "[{\"namespace\":\"x\"}]",
+        "[{\"name\":1}]",
+        "[nope",
+    ] {
+        match decide(Some(bad), vec![]) {
+            Err(guest::Error::Denied { name, why }) => {
+                assert_eq!(name, "multus-default");
+                assert!(why.contains("bad network annotation"), "{bad}: {why}");
+            }
+            other => panic!("{bad}: expected a denial, got {other:?}"),
+        }
+    }
+}
+
+fn alloc(n: u64) -> IpAllocation {
+    IpAllocation {
+        id: format!("c{n}"),
+        podref: format!("team-a/p{n}"),
+        ifname: "net1".into(),
+    }
+}
+
+fn propose(range: &str, taken: &[u64]) -> Result<u64, Refusal> {
+    let dir = tempfile::tempdir().unwrap();
+    let g = guests(&dir);
+    let loaded = g.load(&GuestRef::builtin("lowest-free")).unwrap();
+    let range = Range::parse(range, None, None, &[]).unwrap();
+    let taken_map: BTreeMap<u64, IpAllocation> = taken.iter().map(|o| (*o, alloc(*o))).collect();
+    let req = IpamRequest {
+        pod: pod(None),
+        interface: "net1".into(),
+        node: "n1".into(),
+        container_id: "c".into(),
+    };
+    let (answer, view) = g.propose(&loaded, &req, PoolView::new(range, taken_map)).unwrap();
+    assert_eq!(view.allocated_count(), taken.len() as u64, "the view comes back untouched");
+    answer
+}
+
+#[test]
+fn lowest_free_picks_the_first_gap() {
+    assert_eq!(propose("172.16.1.0/24", &[]).unwrap(), 1);
+    assert_eq!(propose("172.16.1.0/24", &[1, 2, 4]).unwrap(), 3);
+}
+
+#[test]
+fn lowest_free_reports_exhaustion() {
+    assert!(matches!(propose("10.0.0.0/30", &[1, 2]), Err(Refusal::Exhausted)));
+}
+
+#[test]
+fn lowest_free_over_a_large_pool_reads_not_copies() {
+    // 60k taken addresses: the guest asks one question instead of receiving 60k entries.
+    let taken: Vec<u64> = (1..=60_000).collect();
+    assert_eq!(propose("10.8.0.0/16", &taken).unwrap(), 60_001);
+}
+
+#[test]
+fn compiled_guests_are_cached_and_a_corrupt_artifact_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = guests(&dir);
+    let first = g.load(&GuestRef::builtin("lowest-free")).unwrap();
+    let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(cached[0].file_name().unwrap().to_string_lossy().starts_with(first.digest()));
+    std::fs::write(&cached[0], b"not a compiled module").unwrap();
+    let again = g.load(&GuestRef::builtin("lowest-free")).unwrap();
+    assert_eq!(again.digest(), first.digest());
+    assert!(std::fs::metadata(&cached[0]).unwrap().len() > 1000, "rebuilt in place");
+}
+
+#[test]
+fn unknown_unpinned_and_mismatched_guests_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = guests(&dir);
+    let refused = |r: GuestRef| match g.load(&r) {
+        Err(guest::Error::NotFound { why, .. }) => why,
+        Err(other) => panic!("{r:?}: {other}"),
+        Ok(_) => panic!("{r:?}: loaded"),
+    };
+    assert!(refused(GuestRef::builtin("sticky")).contains("built in: multus-default, lowest-free"));
+    let path = dir.path().join("g.wasm");
+    std::fs::write(&path, guest::BUILTIN[1].1).unwrap();
+    let p = path.display().to_string();
+    assert!(refused(GuestRef { guest: p.clone(), sha256: None }).contains("must be pinned"));
+    let wrong = GuestRef {
+        guest: p.clone(),
+        sha256: Some("00".repeat(32)),
+    };
+    assert!(refused(wrong).contains("sha256 mismatch"));
+    let pinned = GuestRef {
+        guest: p,
+        sha256: Some(guest::sha256_hex(guest::BUILTIN[1].1)),
+    };
+    assert!(g.load(&pinned).is_ok());
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# tests/e2e/002-bad-input.sh — bad input gets the spec's error JSON on stdout with the right
+# code, a message a person can act on, a non-zero exit, and leaves nothing behind: no link in
+# the pod, no cluster-network address, no IPPool entry, no delegate cache. The binary is exec'd
+# directly, the way a runtime does, since cnitool would refuse some of these inputs itself.
+source "$(dirname "$0")/lib.sh"
+
+make_master eth1
+new_netns wcni-bad
+write_wasmcni_conf 1.0.0
+apply_seed_nad bad-good macvlan eth1 172.16.9.0/24
+make_pod bad-pod "default/bad-good"
+defer "kc delete pod bad-pod bad-nad bad-policy bad-range --wait=false"
+POOL=172.16.9.0-24
+CID=bad-container-1
+
+# The plugin config exactly as libcni hands it to the plugin: the list's name and version injected.
+CONF=$(jq -c '.plugins[0] + {name: .name, cniVersion: .cniVersion}' "$NETDIR/00-wasmcni.conflist")
+
+# direct STDIN VAR=VALUE...: run wasmcni with exactly these CNI variables; sets OUT and RC.
+direct() {
+    local stdin=$1; shift
+    OUT=$(printf '%s' "$stdin" | env -i PATH="$PATH" CNI_PATH="$CNI_BIN" "$@" "$WASMCNI" 2>>"$WORK/stderr"); RC=$?
+}
+ADD_ENV=(CNI_COMMAND=ADD CNI_CONTAINERID=$CID CNI_IFNAME=eth0 CNI_NETNS=/var/run/netns/wcni-bad)
+args() { echo "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$1;K8S_POD_INFRA_CONTAINER_ID=$CID"; }
+
+# expect_error CASE CODE MESSAGE_PART [VERSION]: the last call failed with CODE, a message naming
+# the problem, in the config's cniVersion (1.1.0 when the config could not be read at all).
+expect_error() {
+    local name=$1 code=$2 part=$3 version=${4:-1.0.0}
+    if [[ $RC -ne 0 ]] && jq -es --argjson c "$code" --arg p "$part" --arg v "$version" \
+        'length==1 and .[0].code==$c and (.[0].msg|length>0) and ((.[0].msg+" "+(.[0].details//""))|contains($p)) and .[0].cniVersion==$v' \
+        <<<"$OUT" >/dev/null 2>&1; then
+        pass "$name: code $code, exit $RC"
+    else
+        fail "$name" "want code $code mentioning [$part], got exit $RC and [$OUT]"
+    fi
+}
+
+# expect_nothing_left CASE: the pod's namespace, the cluster IPAM, the pool and the cache are clean.
+expect_nothing_left() {
+    local left=""
+    [[ $(ip -n wcni-bad -j link show | jq -r 'map(.ifname)|join(",")') == lo ]] || left+=" links:$(ip -n wcni-bad -j link show | jq -r 'map(.ifname)|join(",")')"
+    ls "$WORK/host-local/cbr0" 2>/dev/null | grep -q '^10\.' && left+=" cluster-address"
+    [[ $(pool_allocations $POOL) == '{}' ]] || left+=" ippool:$(pool_allocations $POOL)"
+    [[ -z $(ls -A "$WORK/delegates" 2>/dev/null) ]] || left+=" cache"
+    if [[ -z $left ]]; then pass "$1: nothing left behind"; else fail "$1: nothing left behind" "left:$left"; fi
+}
+
+direct '{"cniVersion":"1.0.0", "name": ' "${ADD_ENV[@]}" "$(args bad-pod)"
+expect_error "malformed stdin JSON" 6 "not JSON" 1.1.0
+expect_nothing_left "malformed stdin JSON"
+
+direct "$CONF" CNI_CONTAINERID=$CID CNI_IFNAME=eth0 CNI_NETNS=/var/run/netns/wcni-bad "$(args bad-pod)"
+expect_error "missing CNI_COMMAND" 4 "CNI_COMMAND"
+
+direct "$CONF" CNI_COMMAND=ADD CNI_IFNAME=eth0 CNI_NETNS=/var/run/netns/wcni-bad "$(args bad-pod)"
+expect_error "missing CNI_CONTAINERID" 4 "CNI_CONTAINERID"
+
+direct "$CONF" CNI_COMMAND=ADD CNI_CONTAINERID=$CID CNI_IFNAME=eth0 "$(args bad-pod)"
+expect_error "missing CNI_NETNS" 4 "CNI_NETNS"
+expect_nothing_left "missing env"
+
+make_pod bad-nad "default/does-not-exist"
+direct "$CONF" "${ADD_ENV[@]}" "$(args bad-nad)"
+expect_error "unknown NAD" 103 "default/does-not-exist"
+expect_nothing_left "unknown NAD"
+
+direct "$(jq -c '.delegation = {guest: "no-such-guest"}' <<<"$CONF")" "${ADD_ENV[@]}" "$(args bad-pod)"
+expect_error "missing delegation guest" 102 "no-such-guest"
+expect_nothing_left "missing delegation guest"
+
+# A NAD naming an IPAM policy that does not exist: fails after the cluster network was attached,
+# so the rollback is what keeps the node clean.
+kc apply -f - >/dev/null <<'YAML'
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {name: bad-policy, namespace: default}
+spec:
+  config: '{"cniVersion":"0.3.1","type":"macvlan","master":"eth1","ipam":{"type":"whereabouts","range":"172.16.9.0/24","policy":{"guest":"no-such-policy"}}}'
+YAML
+make_pod bad-policy "bad-policy"
+direct "$CONF" "${ADD_ENV[@]}" "$(args bad-policy)"
+expect_error "missing IPAM guest" 102 "no-such-policy"
+expect_nothing_left "missing IPAM guest (rolled back)"
+
+kc apply -f - >/dev/null <<'YAML'
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {name: bad-range, namespace: default}
+spec:
+  config: '{"cniVersion":"0.3.1","type":"macvlan","master":"eth1","ipam":{"type":"whereabouts","range":"172.16.9.0"}}'
+YAML
+make_pod bad-range "bad-range"
+direct "$CONF" "${ADD_ENV[@]}" "$(args bad-range)"
+expect_error "range not a CIDR" 7 "is not a CIDR"
+expect_nothing_left "range not a CIDR (rolled back)"
+
+# The good pod still attaches after all this, and DEL of a never-added container succeeds.
+direct "$CONF" "${ADD_ENV[@]}" "$(args bad-pod)"
+check_eq "a good ADD after the bad ones exits 0" 0 "$RC"
+direct "$CONF" CNI_COMMAND=DEL CNI_CONTAINERID=$CID CNI_IFNAME=eth0 CNI_NETNS=/var/run/netns/wcni-bad "$(args bad-pod)"
+check_eq "its DEL exits 0" 0 "$RC"
+expect_nothing_left "after ADD + DEL"
+direct "$CONF" CNI_COMMAND=DEL CNI_CONTAINERID=never-added CNI_IFNAME=eth0 CNI_NETNS=/var/run/netns/wcni-bad "$(args bad-pod)"
+check_eq "DEL of a container never added exits 0" 0 "$RC"
