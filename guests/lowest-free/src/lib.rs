@@ -9,7 +9,10 @@
 )]
 
 mod bindings {
-    #![allow(missing_docs, reason = "generated from wit/, which documents every item")]
+    #![allow(
+        missing_docs,
+        reason = "generated from wit/, which documents every item"
+    )]
     wit_bindgen::generate!({ world: "ipam-policy", path: "../../wit", pub_export_macro: true });
 }
 

@@ -14,11 +14,16 @@
 )]
 
 mod bindings {
-    #![allow(missing_docs, reason = "generated from wit/, which documents every item")]
+    #![allow(
+        missing_docs,
+        reason = "generated from wit/, which documents every item"
+    )]
     wit_bindgen::generate!({ world: "delegation-policy", path: "../../wit", pub_export_macro: true });
 }
 
-use bindings::exports::wasmcni::policy::delegation::{Attachment, Denial, Guest, NetworkRef, Request};
+use bindings::exports::wasmcni::policy::delegation::{
+    Attachment, Denial, Guest, NetworkRef, Request,
+};
 
 /// The pod annotation Multus reads.
 const NETWORKS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
@@ -36,7 +41,9 @@ impl Guest for MultusDefault {
             .map(|(_, v)| v.trim());
         match annotation {
             None | Some("") => {}
-            Some(text) if text.starts_with('[') => out.extend(parse_json(text, &req.pod.namespace)?),
+            Some(text) if text.starts_with('[') => {
+                out.extend(parse_json(text, &req.pod.namespace)?)
+            }
             Some(text) => {
                 for element in text.split(',') {
                     out.push(parse_element(element.trim(), &req.pod.namespace)?);
@@ -98,7 +105,9 @@ fn parse_json(text: &str, pod_namespace: &str) -> Result<Vec<Attachment>, Denial
             match el.get(key) {
                 None | Some(serde_json::Value::Null) => Ok(None),
                 Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-                Some(other) => Err(bad(format!("element {i}: {key:?} must be a string, not {other}"))),
+                Some(other) => Err(bad(format!(
+                    "element {i}: {key:?} must be a string, not {other}"
+                ))),
             }
         };
         let strings = |key: &str| -> Result<Vec<String>, Denial> {
@@ -112,7 +121,9 @@ fn parse_json(text: &str, pod_namespace: &str) -> Result<Vec<Attachment>, Denial
                             .ok_or_else(|| bad(format!("element {i}: {key:?} must hold strings")))
                     })
                     .collect(),
-                Some(_) => Err(bad(format!("element {i}: {key:?} must be a list of strings"))),
+                Some(_) => Err(bad(format!(
+                    "element {i}: {key:?} must be a list of strings"
+                ))),
             }
         };
         let name = field("name")?
