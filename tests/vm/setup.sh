@@ -81,7 +81,7 @@ printf '127.0.0.1 localhost\n::1 localhost\n' > "$R/etc/hosts"; printf 'hosts: f
 echo vm > "$R/etc/hostname"
 
 # kernel modules, in dependency order (virtio_net pulls in failover + net_failover)
-MODS="ipvlan dummy veth macvlan 9p 9pnet_virtio virtio_pci virtio_net"
+MODS="ipvlan dummy veth macvlan 9p 9pnet_virtio virtio_pci virtio_net bridge"
 : > "$R/etc/modules.load"
 for m in $MODS; do
   modprobe -d "$VM/kpkg" -S "$KV" --show-depends "$m" | awk '$1=="insmod"{print $2}' | while read -r ko; do
