@@ -37,7 +37,12 @@ fn decide(annotation: Option<&str>, defaults: Vec<NetworkRef>) -> Result<Decided
     };
     g.decide(&loaded, &req).map(|atts| {
         atts.into_iter()
-            .map(|a| (format!("{}/{}", a.network.namespace, a.network.name), a.interface))
+            .map(|a| {
+                (
+                    format!("{}/{}", a.network.namespace, a.network.name),
+                    a.interface,
+                )
+            })
             .collect()
     })
 }
@@ -123,8 +128,14 @@ fn propose(range: &str, taken: &[u64]) -> Result<u64, Refusal> {
         node: "n1".into(),
         container_id: "c".into(),
     };
-    let (answer, view) = g.propose(&loaded, &req, PoolView::new(range, taken_map)).unwrap();
-    assert_eq!(view.allocated_count(), taken.len() as u64, "the view comes back untouched");
+    let (answer, view) = g
+        .propose(&loaded, &req, PoolView::new(range, taken_map))
+        .unwrap();
+    assert_eq!(
+        view.allocated_count(),
+        taken.len() as u64,
+        "the view comes back untouched"
+    );
     answer
 }
 
@@ -136,7 +147,10 @@ fn lowest_free_picks_the_first_gap() {
 
 #[test]
 fn lowest_free_reports_exhaustion() {
-    assert!(matches!(propose("10.0.0.0/30", &[1, 2]), Err(Refusal::Exhausted)));
+    assert!(matches!(
+        propose("10.0.0.0/30", &[1, 2]),
+        Err(Refusal::Exhausted)
+    ));
 }
 
 #[test]
@@ -156,11 +170,20 @@ fn compiled_guests_are_cached_and_a_corrupt_artifact_is_rebuilt() {
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(cached.len(), 1, "{cached:?}");
-    assert!(cached[0].file_name().unwrap().to_string_lossy().starts_with(first.digest()));
+    assert!(
+        cached[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(first.digest())
+    );
     std::fs::write(&cached[0], b"not a compiled module").unwrap();
     let again = g.load(&GuestRef::builtin("lowest-free")).unwrap();
     assert_eq!(again.digest(), first.digest());
-    assert!(std::fs::metadata(&cached[0]).unwrap().len() > 1000, "rebuilt in place");
+    assert!(
+        std::fs::metadata(&cached[0]).unwrap().len() > 1000,
+        "rebuilt in place"
+    );
 }
 
 #[test]
@@ -176,7 +199,13 @@ fn unknown_unpinned_and_mismatched_guests_are_refused() {
     let path = dir.path().join("g.wasm");
     std::fs::write(&path, guest::BUILTIN[1].1).unwrap();
     let p = path.display().to_string();
-    assert!(refused(GuestRef { guest: p.clone(), sha256: None }).contains("must be pinned"));
+    assert!(
+        refused(GuestRef {
+            guest: p.clone(),
+            sha256: None
+        })
+        .contains("must be pinned")
+    );
     let wrong = GuestRef {
         guest: p.clone(),
         sha256: Some("00".repeat(32)),

@@ -180,7 +180,7 @@ pub async fn check(call: &Call, network: &str, conf: &Value, ifname: &str) -> Re
         Err(source) => Err(Error::Netlink(netlink::Error::Configure {
             step: "looking up the link".into(),
             ifname: ifname.into(),
-            source,
+            source: Box::new(source),
         })),
     }
 }

@@ -8,8 +8,8 @@ pub mod delegation {
     )]
     wasmtime::component::bindgen!({ world: "delegation-policy", path: "../wit" });
 
-    pub use exports::wasmcni::policy::delegation::{Attachment, Denial, NetworkRef, Request};
     pub use self::wasmcni::policy::types::Pod;
+    pub use exports::wasmcni::policy::delegation::{Attachment, Denial, NetworkRef, Request};
 }
 
 /// The `ipam-policy` world: the pool is a host resource backed by [`crate::ipam::PoolView`].
@@ -34,8 +34,8 @@ pub mod ipam {
 
     use wasmtime::component::Resource;
 
-    use crate::ipam::PoolView;
     use self::wasmcni::policy::pool::{Host, HostView};
+    use crate::ipam::PoolView;
 
     impl Host for super::super::GuestState {}
     impl super::delegation::wasmcni::policy::types::Host for super::super::GuestState {}

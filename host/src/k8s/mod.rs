@@ -205,9 +205,10 @@ impl Client {
             .map_err(|e| bad(format!("spec.config is not JSON: {e}")))?;
         // As Multus does: a config without a name is named after its NAD.
         if let Some(obj) = config.as_object_mut()
-            && !obj
+            && obj
                 .get("name")
-                .is_some_and(|n| n.as_str().is_some_and(|n| !n.is_empty()))
+                .and_then(|n| n.as_str())
+                .is_none_or(str::is_empty)
         {
             obj.insert("name".into(), serde_json::Value::String(name.to_string()));
         }

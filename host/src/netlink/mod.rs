@@ -42,9 +42,9 @@ pub enum Error {
         ifname: String,
         /// The master.
         master: String,
-        /// The kernel's answer.
+        /// The kernel's answer (boxed: netlink errors carry the whole request header).
         #[source]
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
     /// An address, route or state change on a link failed.
     #[error("{step} on {ifname}")]
@@ -53,9 +53,9 @@ pub enum Error {
         step: String,
         /// The link.
         ifname: String,
-        /// The kernel's answer.
+        /// The kernel's answer (boxed: netlink errors carry the whole request header).
         #[source]
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
     /// A netlink socket could not be opened.
     #[error("opening a netlink socket")]
@@ -153,7 +153,7 @@ pub async fn create(
         .map_err(|source| Error::Configure {
             step: format!("looking up master {master}"),
             ifname: ifname.into(),
-            source,
+            source: Box::new(source),
         })?
         .ok_or_else(|| Error::MasterMissing {
             master: master.into(),
@@ -188,7 +188,7 @@ async fn finish_create(
             kind: kind.name(),
             ifname: ifname.into(),
             master: master.into(),
-            source,
+            source: Box::new(source),
         })
 }
 
@@ -205,7 +205,7 @@ pub async fn configure(
         move |source| Error::Configure {
             step,
             ifname: ifname.into(),
-            source,
+            source: Box::new(source),
         }
     };
     let (index, mac) = find(h, ifname)
@@ -214,7 +214,7 @@ pub async fn configure(
         .ok_or_else(|| Error::Configure {
             step: "looking up the new link".into(),
             ifname: ifname.into(),
-            source: rtnetlink::Error::RequestFailed,
+            source: Box::new(rtnetlink::Error::RequestFailed),
         })?;
     for a in addrs {
         h.address()
@@ -241,14 +241,14 @@ pub async fn configure(
             .map_err(|e| Error::Configure {
                 step: format!("route {}: {e}", r.dst),
                 ifname: ifname.into(),
-                source: rtnetlink::Error::RequestFailed,
+                source: Box::new(rtnetlink::Error::RequestFailed),
             })?
             .output_interface(index);
         if let Some(g) = gw {
             b = b.gateway(g).map_err(|e| Error::Configure {
                 step: format!("route {} via {g}: {e}", r.dst),
                 ifname: ifname.into(),
-                source: rtnetlink::Error::RequestFailed,
+                source: Box::new(rtnetlink::Error::RequestFailed),
             })?;
         }
         h.route()
@@ -268,7 +268,7 @@ pub async fn delete(h: &Handle, ifname: &str) -> Result<(), Error> {
         move |source| Error::Configure {
             step,
             ifname: ifname.into(),
-            source,
+            source: Box::new(source),
         }
     };
     let Some((index, _)) = find(h, ifname).await.map_err(err("looking up the link"))? else {
