@@ -14,8 +14,14 @@ fn main() -> ExitCode {
         .take(wasmcni::cni::MAX_STDIN as u64 + 1)
         .read_to_end(&mut stdin);
     let env: Vec<(String, String)> = std::env::vars().collect();
+    // A bug must still answer in CNI terms (code 999 on stdout), never with a bare panic that
+    // a runtime cannot parse.
     let (out, ok) = match read {
-        Ok(_) => wasmcni::cmd::run(&env, &stdin),
+        Ok(_) => {
+            std::panic::catch_unwind(|| wasmcni::cmd::run(&env, &stdin)).unwrap_or_else(|_| {
+                wasmcni::cmd::internal_error("wasmcni panicked (a bug; see stderr)")
+            })
+        }
         Err(e) => wasmcni::cmd::io_error(&e),
     };
     let mut stdout = std::io::stdout().lock();

@@ -38,6 +38,19 @@ pub fn run(env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
     }
 }
 
+/// A bug: answer with code 999 rather than a bare panic.
+pub fn internal_error(what: &str) -> (String, bool) {
+    (
+        Error::new(
+            Code::Internal,
+            what,
+            "please report it with the stderr output",
+        )
+        .to_json("1.1.0"),
+        false,
+    )
+}
+
 /// stdin could not be read at all.
 pub fn io_error(e: &std::io::Error) -> (String, bool) {
     (
