@@ -8,10 +8,15 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// (name the host knows it by, cargo package)
+/// (name the host knows it by, cargo package): embedded in the binary.
 const GUESTS: &[(&str, &str)] = &[
     ("multus-default", "guest-multus-default"),
     ("lowest-free", "guest-lowest-free"),
+];
+/// Guests only the tests use (tests/guests/): built here too, never embedded.
+const TEST_GUESTS: &[(&str, &str)] = &[
+    ("hostile-ipam", "guest-hostile-ipam"),
+    ("hostile-delegation", "guest-hostile-delegation"),
 ];
 
 fn main() {
@@ -36,7 +41,7 @@ fn main() {
             "--target-dir",
         ])
         .arg(&target);
-    for (_, package) in GUESTS {
+    for (_, package) in GUESTS.iter().chain(TEST_GUESTS) {
         cmd.args(["-p", package]);
     }
     // The outer build's settings are for the host (a clippy wrapper, host RUSTFLAGS, its target
@@ -57,15 +62,19 @@ fn main() {
         "building the guests failed; is the target installed? `rustup target add wasm32-wasip2`"
     );
 
-    std::fs::create_dir_all(&out).expect("creating OUT_DIR/guests");
-    for (name, package) in GUESTS {
-        let built = target
-            .join("wasm32-wasip2/release")
-            .join(format!("{}.wasm", package.replace('-', "_")));
-        std::fs::copy(&built, out.join(format!("{name}.wasm")))
-            .unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
-    }
-    for dir in ["guests", "wit"] {
+    std::fs::create_dir_all(out.join("test")).expect("creating OUT_DIR/guests");
+    let place = |list: &[(&str, &str)], dir: PathBuf| {
+        for (name, package) in list {
+            let built = target
+                .join("wasm32-wasip2/release")
+                .join(format!("{}.wasm", package.replace('-', "_")));
+            std::fs::copy(&built, dir.join(format!("{name}.wasm")))
+                .unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+        }
+    };
+    place(GUESTS, out.clone());
+    place(TEST_GUESTS, out.join("test"));
+    for dir in ["guests", "wit", "tests/guests"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!(

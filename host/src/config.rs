@@ -47,6 +47,9 @@ fn default_guest_cache() -> PathBuf {
 fn default_ipam_namespace() -> String {
     "kube-system".into()
 }
+fn default_global_namespaces() -> Vec<String> {
+    vec!["default".into(), "kube-system".into()]
+}
 fn default_guest_timeout_ms() -> u64 {
     50
 }
@@ -82,6 +85,13 @@ pub struct PluginConf {
     /// `guestTimeoutMs`: the wall-clock budget of one guest call.
     #[serde(default = "default_guest_timeout_ms")]
     pub guest_timeout_ms: u64,
+    /// `namespaceIsolation`: pods may only attach NADs of their own namespace or of
+    /// `globalNamespaces` (Multus' option of the same name).
+    #[serde(default)]
+    pub namespace_isolation: bool,
+    /// `globalNamespaces`: NADs any pod may use under `namespaceIsolation`.
+    #[serde(default = "default_global_namespaces")]
+    pub global_namespaces: Vec<String>,
     /// `nodeName`: defaults to the host name.
     #[serde(default)]
     pub node_name: Option<String>,

@@ -50,7 +50,20 @@ pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error>
             .map(|a| format!("{}/{}", a.network.namespace, a.network.name))
             .collect::<Vec<_>>()
     );
-    let plan = delegate::plan(&kube, &decider, decided, &req.ifname).await?;
+    let isolation = if call.conf.namespace_isolation {
+        delegate::Isolation::Namespaces(call.conf.global_namespaces.clone())
+    } else {
+        delegate::Isolation::Off
+    };
+    let plan = delegate::plan(
+        &kube,
+        &decider,
+        decided,
+        &req.ifname,
+        &namespace,
+        &isolation,
+    )
+    .await?;
 
     // 3. Written down before anything is created: DEL must find it even if we die next.
     let dir = call.conf.cni_dir.clone();

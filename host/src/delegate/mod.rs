@@ -18,7 +18,7 @@ use crate::config::PluginConf;
 use crate::guest::{Guests, Pod};
 use crate::{ipam, k8s, netlink};
 
-pub use plan::{Planned, cluster_network, plan};
+pub use plan::{Isolation, MAX_ATTACHMENTS, Planned, cluster_network, plan};
 
 /// Why running a delegate failed.
 #[derive(Debug, thiserror::Error)]

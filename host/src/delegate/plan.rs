@@ -38,15 +38,38 @@ pub fn cluster_network(path: &Path) -> Result<NetConfList, cni::Error> {
     NetConfList::parse(&v).map_err(bad)
 }
 
+/// More extra networks than this for one pod is a runaway policy, not a request.
+pub const MAX_ATTACHMENTS: usize = 32;
+
+/// Which NAD namespaces a pod may use: all (Multus' default), or its own plus the global ones.
+#[derive(Debug, Clone)]
+pub enum Isolation {
+    /// Any namespace.
+    Off,
+    /// The pod's own namespace and these.
+    Namespaces(Vec<String>),
+}
+
 /// Validate the guest's attachments and resolve each network through the API.
 pub async fn plan(
     kube: &k8s::Client,
     guest: &Loaded,
     decided: Vec<Attachment>,
     cluster_ifname: &str,
+    pod_namespace: &str,
+    isolation: &Isolation,
 ) -> Result<Vec<Planned>, cni::Error> {
+    if decided.len() > MAX_ATTACHMENTS {
+        return Err(guest
+            .invalid(format!(
+                "{} attachments for one pod; at most {MAX_ATTACHMENTS} are accepted",
+                decided.len()
+            ))
+            .into());
+    }
+    // Every answer is checked before the first API read: a bad plan costs nothing.
     let mut seen: HashSet<String> = HashSet::from([cluster_ifname.to_string()]);
-    let mut out = Vec::with_capacity(decided.len());
+    let mut checked = Vec::with_capacity(decided.len());
     for (i, a) in decided.into_iter().enumerate() {
         let network = format!("{}/{}", a.network.namespace, a.network.name);
         let ifname = a
@@ -70,6 +93,23 @@ pub async fn plan(
                 .invalid(format!("network reference {network:?} is incomplete"))
                 .into());
         }
+        if let Isolation::Namespaces(global) = isolation
+            && a.network.namespace != pod_namespace
+            && !global.contains(&a.network.namespace)
+        {
+            return Err(cni::Error::new(
+                Code::GuestDenied,
+                format!("network {network} is not allowed for pods in namespace {pod_namespace}"),
+                format!(
+                    "namespaceIsolation is on: pods may use NADs of their own namespace or of {}",
+                    global.join(", ")
+                ),
+            ));
+        }
+        checked.push((network, ifname, a));
+    }
+    let mut out = Vec::with_capacity(checked.len());
+    for (network, ifname, a) in checked {
         let config = kube.network(&a.network.namespace, &a.network.name).await?;
         let mut chain = NetConfList::parse(&config).map_err(|why| {
             cni::Error::from(k8s::Error::BadNetworkConfig {

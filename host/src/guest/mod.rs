@@ -25,6 +25,8 @@ pub use bindings::ipam::{IpamRequest, Refusal};
 
 /// Memory a guest may grow to. Policies need a few hundred KiB; a bomb stops here.
 pub const MEMORY_CAP: usize = 16 << 20;
+/// The most of a guest's own text (a denial, a refusal) the host repeats in an error.
+const TEXT_CAP: usize = 512;
 /// Epoch tick period: the deadline's resolution.
 const TICK: Duration = Duration::from_millis(1);
 
@@ -52,15 +54,14 @@ pub enum Error {
         source: wasmtime::Error,
     },
     /// The guest trapped, ran past its deadline or hit the memory cap. Fails closed.
-    #[error("guest {name:?} (sha256 {digest}) failed while running")]
+    #[error("guest {name:?} (sha256 {digest}) failed while running: {reason}")]
     Trapped {
         /// The guest's name.
         name: String,
         /// Its sha256.
         digest: String,
-        /// The trap.
-        #[source]
-        source: wasmtime::Error,
+        /// The trap, e.g. `wasm trap: interrupt` for a deadline (the wasm backtrace is logged).
+        reason: String,
     },
     /// The guest answered something the host does not accept.
     #[error("guest {name:?} gave an invalid answer: {why}")]
@@ -86,6 +87,55 @@ struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
+}
+
+/// A clock that never moves: the WIT hands a guest everything it may know, the time is not part
+/// of it (a policy that depends on the clock is not reproducible).
+struct Frozen;
+
+impl wasmtime_wasi::HostWallClock for Frozen {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for Frozen {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// The WASI context every guest gets: nothing. No preopened directory, no environment, no
+/// arguments, no sockets, stdio discarded, frozen clocks and a fixed-seed random source (a
+/// policy wanting spread derives it from the request, so its answers are reproducible).
+fn empty_wasi() -> WasiCtx {
+    use rand::SeedableRng;
+    let mut b = WasiCtx::builder();
+    b.wall_clock(Frozen)
+        .monotonic_clock(Frozen)
+        .secure_random(rand::rngs::StdRng::seed_from_u64(0))
+        .insecure_random(rand::rngs::StdRng::seed_from_u64(0))
+        .insecure_random_seed(0)
+        .allow_blocking_current_thread(false);
+    b.build()
+}
+
+/// At most [`TEXT_CAP`] bytes of a guest's text, cut at a character boundary.
+pub fn clamp(text: &str) -> String {
+    if text.len() <= TEXT_CAP {
+        return text.to_string();
+    }
+    let mut end = TEXT_CAP;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes cut)", &text[..end], text.len() - end)
 }
 
 impl WasiView for GuestState {
@@ -141,7 +191,7 @@ impl Guests {
 
     fn store(&self) -> Store<GuestState> {
         let state = GuestState {
-            wasi: WasiCtx::builder().build(),
+            wasi: empty_wasi(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(MEMORY_CAP)
@@ -167,6 +217,25 @@ impl Guests {
         guest: &Loaded,
         req: &DelegationRequest,
     ) -> Result<Vec<Attachment>, Error> {
+        off_runtime(|| self.decide_here(guest, req))
+    }
+
+    /// Ask an IPAM guest for an offset in `view`'s range; the view is handed back for the caller
+    /// to validate the answer against.
+    pub fn propose(
+        &self,
+        guest: &Loaded,
+        req: &IpamRequest,
+        view: PoolView,
+    ) -> Result<(Result<u64, Refusal>, PoolView), Error> {
+        off_runtime(|| self.propose_here(guest, req, view))
+    }
+
+    fn decide_here(
+        &self,
+        guest: &Loaded,
+        req: &DelegationRequest,
+    ) -> Result<Vec<Attachment>, Error> {
         let trapped = |source| guest.trapped(source);
         let mut store = self.store();
         let linker = self.linker().map_err(|e| guest.load_error(e))?;
@@ -183,15 +252,13 @@ impl Guests {
         answer.map_err(|d| Error::Denied {
             name: guest.name.clone(),
             why: match d {
-                Denial::BadAnnotation(s) => format!("bad network annotation: {s}"),
-                Denial::Forbidden(s) => format!("forbidden: {s}"),
+                Denial::BadAnnotation(s) => format!("bad network annotation: {}", clamp(&s)),
+                Denial::Forbidden(s) => format!("forbidden: {}", clamp(&s)),
             },
         })
     }
 
-    /// Ask an IPAM guest for an offset in `view`'s range; the view is handed back for the caller
-    /// to validate the answer against.
-    pub fn propose(
+    fn propose_here(
         &self,
         guest: &Loaded,
         req: &IpamRequest,
@@ -222,6 +289,19 @@ impl Guests {
     }
 }
 
+/// Run `f` where no tokio runtime is entered. wasmtime-wasi's synchronous bindings block on tokio
+/// internally (a guest writing to stderr, e.g. a panic message, goes through them), which panics
+/// on a runtime's own thread — and a CNI call runs inside one. A scoped thread costs tens of µs.
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
 impl Loaded {
     /// The guest's name as configured.
     pub fn name(&self) -> &str {
@@ -231,11 +311,16 @@ impl Loaded {
     pub fn digest(&self) -> &str {
         &self.digest
     }
-    fn trapped(&self, source: wasmtime::Error) -> Error {
+    fn trapped(&self, e: wasmtime::Error) -> Error {
+        tracing::warn!(
+            "guest {:?} (sha256 {}) trapped: {e:?}",
+            self.name,
+            self.digest
+        );
         Error::Trapped {
             name: self.name.clone(),
             digest: self.digest.clone(),
-            source,
+            reason: e.root_cause().to_string(),
         }
     }
     fn load_error(&self, source: wasmtime::Error) -> Error {
@@ -252,11 +337,11 @@ impl Loaded {
             why: why.into(),
         }
     }
-    /// An error for a refusal.
-    pub fn denied(&self, why: impl Into<String>) -> Error {
+    /// An error for a refusal (the guest's text is clamped).
+    pub fn denied(&self, why: &str) -> Error {
         Error::Denied {
             name: self.name.clone(),
-            why: why.into(),
+            why: clamp(why),
         }
     }
 }

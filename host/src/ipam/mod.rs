@@ -201,7 +201,7 @@ pub async fn allocate(
                     range: range.cidr(),
                 });
             }
-            Err(Refusal::Other(why)) => return Err(Error::Guest(guest.denied(why))),
+            Err(Refusal::Other(why)) => return Err(Error::Guest(guest.denied(&why))),
         };
         if !view.is_free(offset) {
             let why = match view.owner_of(offset) {
