@@ -38,6 +38,9 @@ impl GuestRef {
 fn default_delegation() -> GuestRef {
     GuestRef::builtin("multus-default")
 }
+fn default_guest_pins() -> String {
+    "kube-system/wasmcni-guests".into()
+}
 fn default_cni_dir() -> PathBuf {
     PathBuf::from("/var/lib/wasmcni/delegates")
 }
@@ -73,6 +76,9 @@ pub struct PluginConf {
     /// `delegation`: the guest that decides a pod's attachments.
     #[serde(default = "default_delegation")]
     pub delegation: GuestRef,
+    /// `guestPins`: the admin's ConfigMap of pinned guests, `namespace/name`.
+    #[serde(default = "default_guest_pins")]
+    pub guest_pins: String,
     /// `cniDir`: where the delegate cache lives (what DEL needs when the API server is away).
     #[serde(default = "default_cni_dir")]
     pub cni_dir: PathBuf,

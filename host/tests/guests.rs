@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use wasmcni::config::GuestRef;
-use wasmcni::guest::{self, DelegationRequest, Guests, IpamRequest, NetworkRef, Pod, Refusal};
+use wasmcni::guest::{
+    self, DelegationRequest, Guests, IpamRequest, NetworkRef, Origin, Pins, Pod, Refusal,
+};
 use wasmcni::ipam::{PoolView, Range};
 use wasmcni::k8s::IpAllocation;
 
@@ -29,7 +31,13 @@ type Decided = Vec<(String, Option<String>)>;
 fn decide(annotation: Option<&str>, defaults: Vec<NetworkRef>) -> Result<Decided, guest::Error> {
     let dir = tempfile::tempdir().unwrap();
     let g = guests(&dir);
-    let loaded = g.load(&GuestRef::builtin("multus-default")).unwrap();
+    let loaded = g
+        .load(
+            &GuestRef::builtin("multus-default"),
+            Origin::Node,
+            &Pins::default(),
+        )
+        .unwrap();
     let req = DelegationRequest {
         pod: pod(annotation),
         node: "n1".into(),
@@ -119,7 +127,13 @@ fn alloc(n: u64) -> IpAllocation {
 fn propose(range: &str, taken: &[u64]) -> Result<u64, Refusal> {
     let dir = tempfile::tempdir().unwrap();
     let g = guests(&dir);
-    let loaded = g.load(&GuestRef::builtin("lowest-free")).unwrap();
+    let loaded = g
+        .load(
+            &GuestRef::builtin("lowest-free"),
+            Origin::Node,
+            &Pins::default(),
+        )
+        .unwrap();
     let range = Range::parse(range, None, None, &[]).unwrap();
     let taken_map: BTreeMap<u64, IpAllocation> = taken.iter().map(|o| (*o, alloc(*o))).collect();
     let req = IpamRequest {
@@ -164,7 +178,13 @@ fn lowest_free_over_a_large_pool_reads_not_copies() {
 fn compiled_guests_are_cached_and_a_corrupt_artifact_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let g = guests(&dir);
-    let first = g.load(&GuestRef::builtin("lowest-free")).unwrap();
+    let first = g
+        .load(
+            &GuestRef::builtin("lowest-free"),
+            Origin::Node,
+            &Pins::default(),
+        )
+        .unwrap();
     let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -178,7 +198,13 @@ fn compiled_guests_are_cached_and_a_corrupt_artifact_is_rebuilt() {
             .starts_with(first.digest())
     );
     std::fs::write(&cached[0], b"not a compiled module").unwrap();
-    let again = g.load(&GuestRef::builtin("lowest-free")).unwrap();
+    let again = g
+        .load(
+            &GuestRef::builtin("lowest-free"),
+            Origin::Node,
+            &Pins::default(),
+        )
+        .unwrap();
     assert_eq!(again.digest(), first.digest());
     assert!(
         std::fs::metadata(&cached[0]).unwrap().len() > 1000,
@@ -190,7 +216,7 @@ fn compiled_guests_are_cached_and_a_corrupt_artifact_is_rebuilt() {
 fn unknown_unpinned_and_mismatched_guests_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let g = guests(&dir);
-    let refused = |r: GuestRef| match g.load(&r) {
+    let refused = |r: GuestRef| match g.load(&r, Origin::Node, &Pins::default()) {
         Err(guest::Error::NotFound { why, .. }) => why,
         Err(other) => panic!("{r:?}: {other}"),
         Ok(_) => panic!("{r:?}: loaded"),
@@ -215,5 +241,58 @@ fn unknown_unpinned_and_mismatched_guests_are_refused() {
         guest: p,
         sha256: Some(guest::sha256_hex(guest::BUILTIN[1].1)),
     };
-    assert!(g.load(&pinned).is_ok());
+    assert!(g.load(&pinned, Origin::Node, &Pins::default()).is_ok());
+}
+
+#[test]
+fn network_configs_may_name_only_builtin_or_admin_pinned_guests() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = guests(&dir);
+    let bytes = guest::BUILTIN[1].1;
+    let sha = guest::sha256_hex(bytes);
+    let path = dir.path().join("p.wasm");
+    std::fs::write(&path, bytes).unwrap();
+    let by_path = GuestRef {
+        guest: path.display().to_string(),
+        sha256: Some(sha.clone()),
+    };
+    match g.load(&by_path, Origin::Network, &Pins::default()) {
+        Err(guest::Error::NotFound { why, .. }) => assert!(
+            why.contains("only name built-in guests or guests an admin pinned"),
+            "{why}"
+        ),
+        other => panic!(
+            "a NAD named a node path: {:?}",
+            other.map(|l| l.digest().to_string())
+        ),
+    }
+    let data = std::collections::BTreeMap::from([("team-policy.sha256".to_string(), sha.clone())]);
+    let binary =
+        std::collections::BTreeMap::from([("team-policy.wasm".to_string(), bytes.to_vec())]);
+    let pins = Pins::parse(&data, &binary);
+    let loaded = g
+        .load(&GuestRef::builtin("team-policy"), Origin::Network, &pins)
+        .unwrap();
+    assert_eq!(loaded.digest(), sha);
+    // A tampered module (the pin no longer matches) is refused before it is compiled.
+    let tampered = Pins::parse(
+        &data,
+        &std::collections::BTreeMap::from([(
+            "team-policy.wasm".to_string(),
+            guest::BUILTIN[0].1.to_vec(),
+        )]),
+    );
+    match g.load(
+        &GuestRef::builtin("team-policy"),
+        Origin::Network,
+        &tampered,
+    ) {
+        Err(guest::Error::NotFound { why, .. }) => {
+            assert!(why.contains("sha256 mismatch"), "{why}")
+        }
+        other => panic!(
+            "tampered module loaded: {:?}",
+            other.map(|l| l.digest().to_string())
+        ),
+    }
 }

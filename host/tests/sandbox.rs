@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use wasmcni::config::GuestRef;
-use wasmcni::guest::{self, DelegationRequest, Guests, IpamRequest, Loaded, Pod, Refusal};
+use wasmcni::guest::{
+    self, DelegationRequest, Guests, IpamRequest, Loaded, Origin, Pins, Pod, Refusal,
+};
 use wasmcni::ipam::{PoolView, Range};
 use wasmcni::k8s::IpAllocation;
 
@@ -31,12 +33,11 @@ fn fixture() -> Fixture {
     let pin = |name: &str, bytes: &[u8]| {
         let path: PathBuf = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
-        guests
-            .load(&GuestRef {
-                guest: path.display().to_string(),
-                sha256: Some(guest::sha256_hex(bytes)),
-            })
-            .unwrap()
+        let r = GuestRef {
+            guest: path.display().to_string(),
+            sha256: Some(guest::sha256_hex(bytes)),
+        };
+        guests.load(&r, Origin::Node, &Pins::default()).unwrap()
     };
     let ipam = pin("hostile-ipam.wasm", HOSTILE_IPAM);
     let delegation = pin("hostile-delegation.wasm", HOSTILE_DELEGATION);

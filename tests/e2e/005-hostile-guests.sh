@@ -19,8 +19,12 @@ apiVersion: k8s.cni.cncf.io/v1
 kind: NetworkAttachmentDefinition
 metadata: {name: hostile-ipam, namespace: default}
 spec:
-  config: '{"cniVersion":"1.0.0","type":"macvlan","master":"eth1","ipam":{"type":"whereabouts","range":"172.16.7.0/24","policy":{"guest":"$IPAM_WASM","sha256":"$IPAM_SHA"}}}'
+  config: '{"cniVersion":"1.0.0","type":"macvlan","master":"eth1","ipam":{"type":"whereabouts","range":"172.16.7.0/24","policy":{"guest":"hostile"}}}'
 YAML
+# The admin pins the hostile policy by name (the module itself in the ConfigMap's binaryData).
+kc -n kube-system create configmap wasmcni-guests --from-file=hostile.wasm="$IPAM_WASM" \
+    --from-literal=hostile.sha256="$IPAM_SHA" >/dev/null
+defer "kc -n kube-system delete configmap wasmcni-guests"
 CID=hostile-1
 CONF_FILE=$WORK/conf.json
 # direct POD: an ADD for pod default/POD exec'd the way a runtime does; sets OUT and RC.
@@ -59,7 +63,7 @@ for case in "loop:101:interrupt" "bomb:101:memory" "trap:101:unreachable" \
     IFS=: read -r pod code text <<<"$case"
     make_pod "$pod" "hostile-ipam"
     direct "$pod"
-    expect "ipam guest '$pod'" "$code" "$text"
+    expect "ipam guest '$pod'" "$code" "${text//GUEST/hostile}"
 done
 
 # The delegation guest, named by the node's config (an admin may pin a node path).

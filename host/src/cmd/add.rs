@@ -8,7 +8,7 @@ use super::{call, pod_ref};
 use crate::cni::{Error, Request};
 use crate::config::PluginConf;
 use crate::delegate::{self, NetworkStatus, cache::Record};
-use crate::guest::{DelegationRequest, NetworkRef, Pod};
+use crate::guest::{DelegationRequest, NetworkRef, Origin, Pod};
 use crate::k8s;
 
 /// The annotation Multus writes and tools read.
@@ -32,7 +32,7 @@ pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error>
     let call = call(req, conf, facts.clone(), Some(kube.clone()))?;
 
     // 2. Which extra networks: the delegation guest decides, the host validates and resolves.
-    let decider = call.guests.load(&call.conf.delegation)?;
+    let decider = call.guest(&call.conf.delegation, Origin::Node).await?;
     let ask = DelegationRequest {
         pod: facts,
         node: call.node.clone(),

@@ -149,6 +149,7 @@ fn call(
         kube,
         guests,
         conf,
+        pins: tokio::sync::OnceCell::new(),
     })
 }
 

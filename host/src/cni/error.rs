@@ -198,6 +198,8 @@ impl From<crate::delegate::Error> for Error {
             }
             D::Cache { .. } => Error::new(Code::Io, e.to_string(), chain(&e)),
             D::Ipam(i) => i.into(),
+            D::Guest(g) => g.into(),
+            D::Api(k) => k.into(),
             D::Netlink(n) => n.into(),
         }
     }

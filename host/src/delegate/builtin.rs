@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::{Call, Error, exec};
 use crate::cni::Command;
 use crate::cni::types::{CniResult, Interface, IpConfig, Route};
-use crate::guest::IpamRequest;
+use crate::guest::{IpamRequest, Origin};
 use crate::ipam::{self, IpamConf, Owner};
 use crate::netlink::{self, LinkKind};
 use crate::netns::{self, Netns};
@@ -212,9 +212,11 @@ async fn allocate(
                 node: call.node.clone(),
                 container_id: call.container_id.clone(),
             };
+            let policy = call.guest(&ic.policy(), Origin::Network).await?;
             let lease = ipam::allocate(
                 kube,
                 &call.guests,
+                &policy,
                 ic,
                 &call.conf.ipam_namespace,
                 &owner(call, ifname),

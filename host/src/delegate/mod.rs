@@ -14,8 +14,9 @@ use serde::Serialize;
 
 use crate::cni::types::{CniResult, NetConfList};
 use crate::cni::{CniArgs, Command};
+use crate::config::GuestRef;
 use crate::config::PluginConf;
-use crate::guest::{Guests, Pod};
+use crate::guest::{Guests, Loaded, Origin, Pins, Pod};
 use crate::{ipam, k8s, netlink};
 
 pub use plan::{Isolation, MAX_ATTACHMENTS, Planned, cluster_network, plan};
@@ -82,6 +83,12 @@ pub enum Error {
     /// IPAM failed.
     #[error(transparent)]
     Ipam(ipam::Error),
+    /// A guest could not be loaded.
+    #[error(transparent)]
+    Guest(crate::guest::Error),
+    /// The admin's pins could not be read.
+    #[error(transparent)]
+    Api(k8s::Error),
     /// A netlink operation failed.
     #[error(transparent)]
     Netlink(netlink::Error),
@@ -107,12 +114,38 @@ pub struct Call {
     pub guests: Arc<Guests>,
     /// wasmcni's config.
     pub conf: PluginConf,
+    /// The admin's guest pins, read at most once per call and only if a guest needs them.
+    pub pins: tokio::sync::OnceCell<Pins>,
 }
 
 impl Call {
     /// `namespace/name` of the pod.
     pub fn podref(&self) -> String {
         format!("{}/{}", self.pod.namespace, self.pod.name)
+    }
+
+    /// Load the guest `r` names, reading the admin's pins first when it is not built in.
+    pub async fn guest(&self, r: &GuestRef, origin: Origin) -> Result<Loaded, Error> {
+        static NONE: std::sync::LazyLock<Pins> = std::sync::LazyLock::new(Pins::default);
+        let pins = if crate::guest::needs_pins(r) {
+            self.pins
+                .get_or_try_init(|| async {
+                    let Some(kube) = &self.kube else {
+                        return Ok(Pins::default());
+                    };
+                    let (ns, name) = self
+                        .conf
+                        .guest_pins
+                        .split_once('/')
+                        .unwrap_or(("kube-system", &self.conf.guest_pins));
+                    let (data, binary) = kube.config_map(ns, name).await.map_err(Error::Api)?;
+                    Ok(Pins::parse(&data, &binary))
+                })
+                .await?
+        } else {
+            &NONE
+        };
+        self.guests.load(r, origin, pins).map_err(Error::Guest)
     }
 }
 

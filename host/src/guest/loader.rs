@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::{Error, Loaded};
+use super::pins::{Module, Pin, Pins};
+use super::{Error, Loaded, Origin};
 use crate::config::GuestRef;
 
 /// Guests compiled into the binary (built from `guests/` by build.rs).
@@ -37,16 +38,30 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-pub(super) fn load(engine: &Engine, cache_dir: &Path, r: &GuestRef) -> Result<Loaded, Error> {
+pub(super) fn load(
+    engine: &Engine,
+    cache_dir: &Path,
+    r: &GuestRef,
+    origin: Origin,
+    pins: &Pins,
+) -> Result<Loaded, Error> {
     let not_found = |why: String| Error::NotFound {
         name: r.guest.clone(),
         why,
     };
+    let mut pinned: Option<&str> = None;
     let bytes: std::borrow::Cow<'static, [u8]> = if let Some((_, b)) =
         BUILTIN.iter().find(|(n, _)| *n == r.guest)
     {
         (*b).into()
     } else if r.guest.starts_with('/') {
+        // Only the node's own config (an admin's file) may point at a module on disk.
+        if origin == Origin::Network {
+            return Err(not_found(
+                "a NetworkAttachmentDefinition may only name built-in guests or guests an admin pinned"
+                    .into(),
+            ));
+        }
         if r.sha256.is_none() {
             return Err(not_found(
                 "a guest loaded from a node path must be pinned with \"sha256\"".into(),
@@ -56,19 +71,43 @@ pub(super) fn load(engine: &Engine, cache_dir: &Path, r: &GuestRef) -> Result<Lo
             .map_err(|e| not_found(format!("cannot read {}: {e}", r.guest)))?
             .into()
     } else {
-        let known: Vec<_> = BUILTIN.iter().map(|(n, _)| *n).collect();
-        return Err(not_found(format!(
-            "no such guest; built in: {}; any other must be an absolute node path pinned by sha256",
-            known.join(", ")
-        )));
+        match pins.get(&r.guest) {
+            Some(Pin::Pinned { sha256, module }) => {
+                pinned = Some(sha256);
+                match module {
+                    Module::Inline(b) => b.clone().into(),
+                    Module::Path(p) => std::fs::read(p)
+                        .map_err(|e| {
+                            not_found(format!(
+                                "pinned at {}, which cannot be read: {e}",
+                                p.display()
+                            ))
+                        })?
+                        .into(),
+                }
+            }
+            Some(Pin::Broken(why)) => return Err(not_found(format!("its pin is unusable: {why}"))),
+            None => {
+                let known: Vec<_> = BUILTIN.iter().map(|(n, _)| *n).collect();
+                return Err(not_found(format!(
+                    "no such guest; built in: {}; pinned by the admin: {}",
+                    known.join(", "),
+                    if pins.names().is_empty() {
+                        "none".to_string()
+                    } else {
+                        pins.names().join(", ")
+                    }
+                )));
+            }
+        }
     };
     let digest = sha256_hex(&bytes);
-    if let Some(want) = &r.sha256
-        && !want.eq_ignore_ascii_case(&digest)
-    {
-        return Err(not_found(format!(
-            "sha256 mismatch: pinned {want}, module has {digest}; refusing to run it"
-        )));
+    for want in [pinned, r.sha256.as_deref()].into_iter().flatten() {
+        if !want.eq_ignore_ascii_case(&digest) {
+            return Err(not_found(format!(
+                "sha256 mismatch: pinned {want}, module has {digest}; refusing to run it"
+            )));
+        }
     }
     let component = compiled(engine, cache_dir, &digest, &bytes).map_err(|source| Error::Load {
         name: r.guest.clone(),

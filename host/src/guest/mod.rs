@@ -6,8 +6,25 @@
 
 mod bindings;
 mod loader;
+mod pins;
 
 pub use loader::{BUILTIN, sha256_hex};
+pub use pins::{Module, Pin, Pins};
+
+/// Who named a guest, which decides what it may name: the node's config is the admin's, a
+/// NetworkAttachmentDefinition may be a tenant's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The node's wasmcni config: built-in, pinned, or a node path pinned by sha256.
+    Node,
+    /// A NetworkAttachmentDefinition: built-in or pinned by the admin only.
+    Network,
+}
+
+/// Whether `r` can be resolved without the admin's pins.
+pub fn needs_pins(r: &GuestRef) -> bool {
+    !r.guest.starts_with('/') && !BUILTIN.iter().any(|(n, _)| *n == r.guest)
+}
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -184,9 +201,10 @@ impl Guests {
         }))
     }
 
-    /// Resolve, verify and compile (or load from the cache) the guest `r` names.
-    pub fn load(&self, r: &GuestRef) -> Result<Loaded, Error> {
-        loader::load(&self.engine, &self.cache_dir, r)
+    /// Resolve `r` (built in, pinned in `pins`, or — from the node's config — a node path),
+    /// verify its sha256, and compile it or load it from the cache.
+    pub fn load(&self, r: &GuestRef, origin: Origin, pins: &Pins) -> Result<Loaded, Error> {
+        loader::load(&self.engine, &self.cache_dir, r, origin, pins)
     }
 
     fn store(&self) -> Store<GuestState> {

@@ -157,6 +157,7 @@ fn offsets(spec: &IPPoolSpec) -> BTreeMap<u64, IpAllocation> {
 pub async fn allocate(
     kube: &k8s::Client,
     guests: &Guests,
+    guest: &Loaded,
     conf: &IpamConf,
     namespace: &str,
     owner: &Owner,
@@ -164,7 +165,6 @@ pub async fn allocate(
 ) -> Result<Lease, Error> {
     let range = conf.range()?;
     let name = conf.pool_name(&range);
-    let guest: Loaded = guests.load(&conf.policy()).map_err(Error::Guest)?;
     for attempt in 0..MAX_ATTEMPTS {
         if attempt > 0 {
             backoff(attempt).await;
@@ -193,7 +193,7 @@ pub async fn allocate(
             });
         }
         let view = PoolView::new(range.clone(), taken);
-        let (answer, view) = guests.propose(&guest, req, view).map_err(Error::Guest)?;
+        let (answer, view) = guests.propose(guest, req, view).map_err(Error::Guest)?;
         let offset = match answer {
             Ok(o) => o,
             Err(Refusal::Exhausted) => {

@@ -8,7 +8,9 @@ mod crd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client as KubeClient, Config};
@@ -213,6 +215,30 @@ impl Client {
             obj.insert("name".into(), serde_json::Value::String(name.to_string()));
         }
         Ok(config)
+    }
+
+    /// `data` and `binaryData` of ConfigMap `namespace/name`; empty when it does not exist.
+    pub async fn config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(BTreeMap<String, String>, BTreeMap<String, Vec<u8>>), Error> {
+        let api: Api<ConfigMap> = Api::namespaced(self.kube.clone(), namespace);
+        let cm = api
+            .get_opt(name)
+            .await
+            .map_err(|e| Error::from_kube(format!("reading ConfigMap {namespace}/{name}"), e))?;
+        Ok(cm
+            .map(|cm| {
+                let binary = cm
+                    .binary_data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect();
+                (cm.data.unwrap_or_default(), binary)
+            })
+            .unwrap_or_default())
     }
 
     /// The IPPool `name` in `namespace`, if it exists.

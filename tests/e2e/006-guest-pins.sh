@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# tests/e2e/006-guest-pins.sh — which guests a NetworkAttachmentDefinition may name: built-in ones
+# and those an admin pinned in kube-system/wasmcni-guests (by sha256; module inline or on the
+# node). A node path, an unpinned name or a tampered module is refused before anything is
+# attached; a pin updated in the ConfigMap is used by the very next CNI call.
+source "$(dirname "$0")/lib.sh"
+
+make_master eth1
+new_netns wcni-pins
+write_wasmcni_conf 1.0.0
+POOL=172.16.8.0-24
+LOWEST=$WORK/lowest.wasm
+"$WASMCNI" guests >/dev/null   # the binary answers as a CLI too
+cp "${WASMCNI_GUEST_TARGET_DIR:-$REPO/target/guests}/wasm32-wasip2/release/guest_lowest_free.wasm" "$LOWEST"
+SHA=$(sha256sum "$LOWEST" | cut -d' ' -f1)
+check_eq "the built-in lowest-free is the module guests/ builds" "$SHA" "$("$WASMCNI" guests | awk '$1=="lowest-free"{print $2}')"
+
+nad() {  # nad NAME POLICY_JSON
+    kc apply -f - >/dev/null <<YAML
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {name: $1, namespace: default}
+spec:
+  config: '{"cniVersion":"1.0.0","type":"macvlan","master":"eth1","ipam":{"type":"whereabouts","range":"172.16.8.0/24","policy":$2}}'
+YAML
+}
+# attach NAME POLICY_JSON: a fresh pod on a NAD naming POLICY; prints cnitool's stderr on failure.
+attach() {
+    nad "$1" "$2"; make_pod "$1" "$1"
+    cni add wcni-pins "$1" 2>&1 >/dev/null; local rc=$?
+    [[ $rc == 0 ]] && cni del wcni-pins "$1" >/dev/null 2>&1
+    return $rc
+}
+refused() {  # refused CASE NAME POLICY_JSON TEXT
+    local err; err=$(attach "$2" "$3"); local rc=$?
+    if [[ $rc != 0 && $err == *"$4"* && $(pool_allocations $POOL) == '{}' &&
+          $(ip -n wcni-pins -j link show | jq -r 'map(.ifname)|join(",")') == lo ]]; then
+        pass "$1: refused, nothing attached"
+    else
+        fail "$1" "want a refusal mentioning [$4]; got rc=$rc [$err]"
+    fi
+}
+
+refused "a NAD naming a node path" by-path "{\"guest\":\"$LOWEST\",\"sha256\":\"$SHA\"}" "only name built-in guests or guests an admin pinned"
+refused "a NAD naming an unpinned guest" unpinned '{"guest":"team-policy"}' "pinned by the admin: none"
+
+kc -n kube-system create configmap wasmcni-guests --from-file=team-policy.wasm="$LOWEST" \
+    --from-literal=team-policy.sha256="$SHA" >/dev/null
+defer "kc -n kube-system delete configmap wasmcni-guests"
+check "a NAD naming a guest the admin pinned (module inline) attaches" attach inline '{"guest":"team-policy"}'
+check "the NAD may also pin the same sha256 itself" attach inline-sha "{\"guest\":\"team-policy\",\"sha256\":\"$SHA\"}"
+refused "a NAD pinning another sha256 than the admin" other-sha "{\"guest\":\"team-policy\",\"sha256\":\"$(printf '0%.0s' {1..64})\"}" "sha256 mismatch"
+
+# The admin swaps the module for another one without touching the pin: refused on the next call.
+OTHER=${WASMCNI_GUEST_TARGET_DIR:-$REPO/target/guests}/wasm32-wasip2/release/guest_multus_default.wasm
+kc -n kube-system create configmap wasmcni-guests --from-file=team-policy.wasm="$OTHER" \
+    --from-literal=team-policy.sha256="$SHA" --dry-run=client -o yaml | kc replace -f - >/dev/null
+refused "a tampered module (bytes no longer match the pin)" tampered '{"guest":"team-policy"}' "sha256 mismatch"
+
+# The admin pins the module on the node instead: used by the next call, nothing restarted.
+kc -n kube-system create configmap wasmcni-guests --from-literal=team-policy.path="$LOWEST" \
+    --from-literal=team-policy.sha256="$SHA" --dry-run=client -o yaml | kc replace -f - >/dev/null
+err=$(attach on-node '{"guest":"team-policy"}'); rc=$?
+check_eq "an updated pin (module on the node) is used by the next call" "0 " "$rc $err"
+kc delete pod --all --wait=false >/dev/null 2>&1
