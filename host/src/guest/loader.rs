@@ -130,24 +130,32 @@ fn compiled(
     let mut h = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
     let path = cache_dir.join(format!("{digest}-{:016x}.cwasm", h.finish()));
-    if path.exists() {
-        // SAFETY: the file is ours: written by this function under a root-only directory, under
-        // a name keyed by the module's sha256 and this engine's compatibility hash, and renamed
-        // into place only when complete. wasmtime checks its header and engine compatibility.
-        #[allow(
-            unsafe_code,
-            reason = "loading our own precompiled artifact (see SAFETY)"
-        )]
-        match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(c) => return Ok(c),
-            Err(e) => tracing::warn!(
-                "discarding unusable compiled guest {}: {e:#}",
+    if let Ok(file) = std::fs::read(&path) {
+        match sealed(&file) {
+            // SAFETY: the artifact is ours and intact: written by `store` below (root-only
+            // directory, atomic rename), under a name keyed by the module's sha256 and this
+            // engine's compatibility hash, and its CRC-32 trailer matches, so a truncated,
+            // bit-flipped or foreign file never reaches `deserialize`. wasmtime then checks its
+            // own header and engine compatibility.
+            #[allow(
+                unsafe_code,
+                reason = "loading our own precompiled artifact (see SAFETY)"
+            )]
+            Some(artifact) => match unsafe { Component::deserialize(engine, artifact) } {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::warn!(
+                    "discarding unusable compiled guest {}: {e:#}",
+                    path.display()
+                ),
+            },
+            None => tracing::warn!(
+                "discarding corrupt compiled guest {} (bad trailer)",
                 path.display()
             ),
         }
     }
     let component = Component::new(engine, bytes)?;
-    if let Err(e) = store(cache_dir, &path, &component.serialize()?) {
+    if let Err(e) = store(cache_dir, &path, &seal(component.serialize()?)) {
         // Not fatal: the next call compiles again.
         tracing::warn!(
             "cannot cache compiled guest in {}: {e}",
@@ -155,6 +163,29 @@ fn compiled(
         );
     }
     Ok(component)
+}
+
+/// Marks the end of a sealed artifact: `artifact ‖ MAGIC ‖ crc32(artifact) LE ‖ len LE`.
+const MAGIC: &[u8; 8] = b"wasmcni1";
+const TRAILER: usize = 8 + 4 + 8;
+
+fn seal(mut artifact: Vec<u8>) -> Vec<u8> {
+    let crc = crc32fast::hash(&artifact);
+    let len = artifact.len() as u64;
+    artifact.extend_from_slice(MAGIC);
+    artifact.extend_from_slice(&crc.to_le_bytes());
+    artifact.extend_from_slice(&len.to_le_bytes());
+    artifact
+}
+
+/// The artifact inside a sealed file, if the trailer is present and matches.
+fn sealed(file: &[u8]) -> Option<&[u8]> {
+    let body_len = file.len().checked_sub(TRAILER)?;
+    let (body, trailer) = file.split_at(body_len);
+    let crc = u32::from_le_bytes(trailer[8..12].try_into().ok()?);
+    let len = u64::from_le_bytes(trailer[12..20].try_into().ok()?);
+    (trailer[..8] == MAGIC[..] && len == body.len() as u64 && crc32fast::hash(body) == crc)
+        .then_some(body)
 }
 
 fn store(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -172,4 +203,26 @@ fn store(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_artifacts_reject_any_damage() {
+        let file = seal(b"compiled code".to_vec());
+        assert_eq!(sealed(&file), Some(&b"compiled code"[..]));
+        for i in [0, 5, file.len() - 1] {
+            let mut bad = file.clone();
+            bad[i] ^= 1;
+            assert_eq!(sealed(&bad), None, "flip at {i}");
+        }
+        assert_eq!(sealed(&file[..file.len() - 1]), None);
+        assert_eq!(sealed(b"short"), None);
+        assert_eq!(
+            sealed(b"compiled code that was never sealed by wasmcni"),
+            None
+        );
+    }
 }
