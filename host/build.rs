@@ -11,7 +11,11 @@ use std::process::Command;
 /// (name the host knows it by, cargo package): embedded in the binary.
 const GUESTS: &[(&str, &str)] = &[
     ("multus-default", "guest-multus-default"),
+    ("label-networks", "guest-label-networks"),
     ("lowest-free", "guest-lowest-free"),
+    ("random", "guest-random"),
+    ("sticky", "guest-sticky"),
+    ("node-block", "guest-node-block"),
 ];
 /// Guests only the tests use (tests/guests/): built here too, never embedded.
 const TEST_GUESTS: &[(&str, &str)] = &[

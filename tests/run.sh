@@ -30,7 +30,7 @@ else
 fi
 
 t=$(now)
-cargo test --locked 2>&1 | tee "$LOG/cargo-test.log"
+cargo test --locked --workspace 2>&1 | tee "$LOG/cargo-test.log"
 rc=${PIPESTATUS[0]}
 p=$(awk '/^test result:/ {for (i=1;i<=NF;i++) if ($i ~ /^passed;?$/) s+=$(i-1)} END {print s+0}' "$LOG/cargo-test.log")
 f=$(awk '/^test result:/ {for (i=1;i<=NF;i++) if ($i ~ /^failed;?$/) s+=$(i-1)} END {print s+0}' "$LOG/cargo-test.log")

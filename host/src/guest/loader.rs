@@ -18,17 +18,27 @@ use super::pins::{Module, Pin, Pins};
 use super::{Error, Loaded, Origin};
 use crate::config::GuestRef;
 
+/// `(name, bytes)` of each guest in `OUT_DIR/guests/NAME.wasm` (put there by build.rs).
+macro_rules! builtin {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_bytes!(concat!(env!("OUT_DIR"), "/guests/", $name, ".wasm")))),*]
+    };
+}
+
 /// Guests compiled into the binary (built from `guests/` by build.rs).
-pub const BUILTIN: &[(&str, &[u8])] = &[
-    (
-        "multus-default",
-        include_bytes!(concat!(env!("OUT_DIR"), "/guests/multus-default.wasm")),
-    ),
-    (
-        "lowest-free",
-        include_bytes!(concat!(env!("OUT_DIR"), "/guests/lowest-free.wasm")),
-    ),
+pub const BUILTIN: &[(&str, &[u8])] = builtin![
+    "multus-default",
+    "label-networks",
+    "lowest-free",
+    "random",
+    "sticky",
+    "node-block",
 ];
+
+/// The bytes of built-in guest `name`.
+pub fn builtin(name: &str) -> Option<&'static [u8]> {
+    BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
 
 /// Hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -50,10 +60,8 @@ pub(super) fn load(
         why,
     };
     let mut pinned: Option<&str> = None;
-    let bytes: std::borrow::Cow<'static, [u8]> = if let Some((_, b)) =
-        BUILTIN.iter().find(|(n, _)| *n == r.guest)
-    {
-        (*b).into()
+    let bytes: std::borrow::Cow<'static, [u8]> = if let Some(b) = builtin(&r.guest) {
+        b.into()
     } else if r.guest.starts_with('/') {
         // Only the node's own config (an admin's file) may point at a module on disk.
         if origin == Origin::Network {

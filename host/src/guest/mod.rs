@@ -8,7 +8,7 @@ mod bindings;
 mod loader;
 mod pins;
 
-pub use loader::{BUILTIN, sha256_hex};
+pub use loader::{BUILTIN, builtin, sha256_hex};
 pub use pins::{Module, Pin, Pins};
 
 /// Who named a guest, which decides what it may name: the node's config is the admin's, a
