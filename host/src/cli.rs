@@ -1,8 +1,25 @@
 //! Admin commands (when wasmcni is run by a person rather than a runtime).
+//!
+//! - `wasmcni guest list` — the built-in guests and their sha256;
+//! - `wasmcni guest inspect FILE` — a module's world, imports, exports and sha256;
+//! - `wasmcni guest pin FILE --name N [--apply --kubeconfig K]` — the ConfigMap entry that lets
+//!   NetworkAttachmentDefinitions name the guest (printed, or applied);
+//! - `wasmcni guest test FILE …` — run a policy offline against a sample pod and pool.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use crate::config::GuestRef;
+use crate::guest::{self, DelegationRequest, Guests, IpamRequest, Origin, Pins, Pod};
+use crate::ipam::{PoolView, Range};
+use crate::k8s::IpAllocation;
 
 /// wasmcni: a CNI meta-plugin whose decisions run as sandboxed Wasm components.
 #[derive(Parser)]
@@ -14,22 +31,307 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// List the built-in guests with their sha256.
+    /// Work with policy guests.
+    #[command(subcommand)]
+    Guest(GuestCmd),
+    /// The built-in guests (same as `guest list`).
     Guests,
+}
+
+#[derive(Subcommand)]
+enum GuestCmd {
+    /// List the built-in guests with their sha256.
+    List,
+    /// Show a module's world, imports, exports and sha256.
+    Inspect {
+        /// The .wasm component.
+        file: PathBuf,
+    },
+    /// Print (or apply) the ConfigMap entry pinning FILE under NAME.
+    Pin {
+        /// The .wasm component.
+        file: PathBuf,
+        /// The name NADs will use (`"policy": {"guest": NAME}`).
+        #[arg(long)]
+        name: String,
+        /// The pins ConfigMap, `namespace/name`.
+        #[arg(long, default_value = "kube-system/wasmcni-guests")]
+        configmap: String,
+        /// Apply it (server-side apply, one field manager per guest) instead of printing it.
+        #[arg(long, requires = "kubeconfig")]
+        apply: bool,
+        /// The admin kubeconfig for --apply.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
+    /// Run a policy offline: an IPAM policy against a sample pool, a delegation policy against
+    /// a sample pod.
+    Test {
+        /// The .wasm component.
+        file: PathBuf,
+        /// The pod, `namespace/name`.
+        #[arg(long, default_value = "default/sample-0")]
+        pod: String,
+        /// The node.
+        #[arg(long, default_value = "node-1")]
+        node: String,
+        /// IPAM: the range.
+        #[arg(long, default_value = "10.10.0.0/24")]
+        range: String,
+        /// IPAM: offsets already taken, e.g. `1,2,5-9`.
+        #[arg(long, default_value = "")]
+        taken: String,
+        /// Delegation: the pod's k8s.v1.cni.cncf.io/networks annotation.
+        #[arg(long)]
+        networks: Option<String>,
+        /// Delegation: pod labels, `key=value` (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+    },
 }
 
 /// Run the CLI.
 pub fn main() -> ExitCode {
-    match Cli::parse().command {
-        Cmd::Guests => {
-            for (name, bytes) in crate::guest::BUILTIN {
+    let run = match Cli::parse().command {
+        Cmd::Guests | Cmd::Guest(GuestCmd::List) => {
+            for (name, bytes) in guest::BUILTIN {
                 println!(
                     "{name}\t{}\t{} bytes",
-                    crate::guest::sha256_hex(bytes),
+                    guest::sha256_hex(bytes),
                     bytes.len()
                 );
             }
-            ExitCode::SUCCESS
+            Ok(())
+        }
+        Cmd::Guest(GuestCmd::Inspect { file }) => inspect(&file),
+        Cmd::Guest(GuestCmd::Pin {
+            file,
+            name,
+            configmap,
+            apply,
+            kubeconfig,
+        }) => pin(
+            &file,
+            &name,
+            &configmap,
+            apply.then_some(kubeconfig).flatten(),
+        ),
+        Cmd::Guest(GuestCmd::Test {
+            file,
+            pod,
+            node,
+            range,
+            taken,
+            networks,
+            labels,
+        }) => test(&file, &pod, &node, &range, &taken, networks, &labels),
+    };
+    match run {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wasmcni: {e:#}");
+            ExitCode::FAILURE
         }
     }
+}
+
+fn inspect(file: &PathBuf) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let i = guest::inspect(&bytes)?;
+    println!("sha256   {}", guest::sha256_hex(&bytes));
+    println!("size     {} bytes", bytes.len());
+    println!(
+        "world    {}",
+        i.world.unwrap_or(
+            "(not a wasmcni policy: exports neither wasmcni:policy/ipam nor /delegation)"
+        )
+    );
+    for e in &i.exports {
+        println!("export   {e}");
+    }
+    for m in &i.imports {
+        println!("import   {m}");
+    }
+    Ok(())
+}
+
+fn pin(
+    file: &PathBuf,
+    name: &str,
+    configmap: &str,
+    kubeconfig: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    if guest::inspect(&bytes)?.world.is_none() {
+        bail!(
+            "{} is not a wasmcni policy component (see `wasmcni guest inspect`)",
+            file.display()
+        );
+    }
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || guest::builtin(name).is_some()
+    {
+        bail!("--name {name:?}: use letters, digits, '-' and '_', and not a built-in guest's name");
+    }
+    let (namespace, cm_name) = configmap
+        .split_once('/')
+        .context("--configmap is namespace/name")?;
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some(cm_name.into());
+    cm.metadata.namespace = Some(namespace.into());
+    cm.data = Some(BTreeMap::from([(
+        format!("{name}.sha256"),
+        guest::sha256_hex(&bytes),
+    )]));
+    cm.binary_data = Some(BTreeMap::from([(
+        format!("{name}.wasm"),
+        ByteString(bytes),
+    )]));
+    let Some(kubeconfig) = kubeconfig else {
+        let mut v = serde_json::to_value(&cm)?;
+        v["apiVersion"] = "v1".into();
+        v["kind"] = "ConfigMap".into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let client = crate::k8s::Client::from_kubeconfig(&kubeconfig).await?;
+        client
+            .apply_config_map(&cm, &format!("wasmcni-pin-{name}"))
+            .await?;
+        anyhow::Ok(())
+    })?;
+    println!(
+        "pinned {name} ({}) in {configmap}",
+        cm.data
+            .as_ref()
+            .and_then(|d| d.values().next())
+            .cloned()
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+fn parse_taken(spec: &str) -> anyhow::Result<BTreeMap<u64, IpAllocation>> {
+    let mut out = BTreeMap::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let (lo, hi): (u64, u64) = (
+            lo.parse().context("--taken")?,
+            hi.parse().context("--taken")?,
+        );
+        for o in lo..=hi {
+            out.insert(
+                o,
+                IpAllocation {
+                    id: format!("sample-{o}"),
+                    podref: format!("default/holder-{o}"),
+                    ifname: "net1".into(),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn test(
+    file: &PathBuf,
+    pod: &str,
+    node: &str,
+    range: &str,
+    taken: &str,
+    networks: Option<String>,
+    labels: &[String],
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let world = guest::inspect(&bytes)?
+        .world
+        .context("not a wasmcni policy component")?;
+    let dir = std::env::temp_dir().join(format!("wasmcni-guest-test-{}", std::process::id()));
+    let guests = Guests::new(dir.clone(), Duration::from_millis(1000))
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let r = GuestRef {
+        guest: std::fs::canonicalize(file)?.display().to_string(),
+        sha256: Some(guest::sha256_hex(&bytes)),
+    };
+    let compile = std::time::Instant::now();
+    let loaded = guests.load(&r, Origin::Node, &Pins::default())?;
+    let compile = compile.elapsed();
+    let (namespace, name) = pod.split_once('/').context("--pod is namespace/name")?;
+    let labels = labels
+        .iter()
+        .map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .context("--label is key=value")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let the_pod = Pod {
+        namespace: namespace.into(),
+        name: name.into(),
+        uid: format!("uid-{name}"),
+        labels,
+        annotations: networks
+            .map(|n| vec![("k8s.v1.cni.cncf.io/networks".to_string(), n)])
+            .unwrap_or_default(),
+    };
+    let started = std::time::Instant::now();
+    let outcome = if world == "ipam-policy" {
+        let range = Range::parse(range, None, None, &[]).map_err(anyhow::Error::msg)?;
+        let view = PoolView::new(range.clone(), parse_taken(taken)?);
+        let req = IpamRequest {
+            pod: the_pod,
+            interface: "net1".into(),
+            node: node.into(),
+            container_id: "sample-container".into(),
+        };
+        let (answer, view) = guests.propose(&loaded, &req, view)?;
+        match answer {
+            Ok(o) if view.is_free(o) => format!(
+                "proposes offset {o}: {} (free: the host would commit it)",
+                range.address(o)
+            ),
+            Ok(o) => format!(
+                "proposes offset {o}, which the host would REJECT: it is not free in {}",
+                range.cidr()
+            ),
+            Err(refusal) => format!("refuses: {refusal:?}"),
+        }
+    } else {
+        let req = DelegationRequest {
+            pod: the_pod,
+            node: node.into(),
+            default_networks: Vec::new(),
+        };
+        let atts = guests.decide(&loaded, &req)?;
+        let list: Vec<String> = atts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                format!(
+                    "{}/{} as {}",
+                    a.network.namespace,
+                    a.network.name,
+                    a.interface
+                        .clone()
+                        .unwrap_or_else(|| format!("net{}", i + 1))
+                )
+            })
+            .collect();
+        format!("attaches {} network(s): {}", list.len(), list.join(", "))
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "{world} {} (sha256 {}) {outcome}  [compile {compile:.1?}, call {:.1?}]",
+        file.display(),
+        loaded.digest(),
+        started.elapsed()
+    );
+    Ok(())
 }

@@ -44,9 +44,13 @@ refused() {  # refused CASE NAME POLICY_JSON TEXT
 refused "a NAD naming a node path" by-path "{\"guest\":\"$LOWEST\",\"sha256\":\"$SHA\"}" "only name built-in guests or guests an admin pinned"
 refused "a NAD naming an unpinned guest" unpinned '{"guest":"team-policy"}' "pinned by the admin: none"
 
-kc -n kube-system create configmap wasmcni-guests --from-file=team-policy.wasm="$LOWEST" \
-    --from-literal=team-policy.sha256="$SHA" >/dev/null
+check "wasmcni guest inspect names the world" bash -c "'$WASMCNI' guest inspect '$LOWEST' | grep -qx 'world    ipam-policy'"
+check "wasmcni guest test runs the policy offline" bash -c "'$WASMCNI' guest test '$LOWEST' --taken 1-3 | grep -q 'proposes offset 4: 10.10.0.4/24'"
+check "wasmcni guest pin --apply pins it (server-side apply)" \
+    "$WASMCNI" guest pin "$LOWEST" --name team-policy --apply --kubeconfig "$KUBECONFIG"
 defer "kc -n kube-system delete configmap wasmcni-guests"
+check_eq "the ConfigMap holds the module and its sha256" "$SHA" \
+    "$(kc -n kube-system get configmap wasmcni-guests -o jsonpath='{.data.team-policy\.sha256}')"
 check "a NAD naming a guest the admin pinned (module inline) attaches" attach inline '{"guest":"team-policy"}'
 check "the NAD may also pin the same sha256 itself" attach inline-sha "{\"guest\":\"team-policy\",\"sha256\":\"$SHA\"}"
 refused "a NAD pinning another sha256 than the admin" other-sha "{\"guest\":\"team-policy\",\"sha256\":\"$(printf '0%.0s' {1..64})\"}" "sha256 mismatch"

@@ -21,6 +21,41 @@ pub enum Origin {
     Network,
 }
 
+/// What a component is, as `wasmcni guest inspect` shows it.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// `ipam-policy` or `delegation-policy` when it exports the matching interface.
+    pub world: Option<&'static str>,
+    /// Its imports (interfaces and functions).
+    pub imports: Vec<String>,
+    /// Its exports.
+    pub exports: Vec<String>,
+}
+
+/// Compile `bytes` (no cache, no instantiation) and describe them.
+pub fn inspect(bytes: &[u8]) -> Result<Inspection, wasmtime::Error> {
+    let engine = Engine::default();
+    let component = Component::new(&engine, bytes)?;
+    let ty = component.component_type();
+    let imports: Vec<String> = ty.imports(&engine).map(|(n, _)| n.to_string()).collect();
+    let exports: Vec<String> = ty.exports(&engine).map(|(n, _)| n.to_string()).collect();
+    let world = if exports.iter().any(|e| e == "wasmcni:policy/ipam@0.1.0") {
+        Some("ipam-policy")
+    } else if exports
+        .iter()
+        .any(|e| e == "wasmcni:policy/delegation@0.1.0")
+    {
+        Some("delegation-policy")
+    } else {
+        None
+    };
+    Ok(Inspection {
+        world,
+        imports,
+        exports,
+    })
+}
+
 /// Whether `r` can be resolved without the admin's pins.
 pub fn needs_pins(r: &GuestRef) -> bool {
     !r.guest.starts_with('/') && !BUILTIN.iter().any(|(n, _)| *n == r.guest)

@@ -241,6 +241,25 @@ impl Client {
             .unwrap_or_default())
     }
 
+    /// Server-side apply of `cm` as `manager`: only the keys it carries are owned by `manager`,
+    /// so pinning one guest never removes another's entry.
+    pub async fn apply_config_map(&self, cm: &ConfigMap, manager: &str) -> Result<(), Error> {
+        let ns = cm.metadata.namespace.clone().unwrap_or_default();
+        let name = cm.metadata.name.clone().unwrap_or_default();
+        let api: Api<ConfigMap> = Api::namespaced(self.kube.clone(), &ns);
+        let mut body = serde_json::to_value(cm).expect("ConfigMap serializes");
+        body["apiVersion"] = "v1".into();
+        body["kind"] = "ConfigMap".into();
+        api.patch(
+            &name,
+            &PatchParams::apply(manager).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| Error::from_kube(format!("applying ConfigMap {ns}/{name}"), e))
+    }
+
     /// The IPPool `name` in `namespace`, if it exists.
     pub async fn ip_pool(&self, namespace: &str, name: &str) -> Result<Option<IPPool>, Error> {
         let api: Api<IPPool> = Api::namespaced(self.kube.clone(), namespace);
