@@ -66,28 +66,35 @@ enum GuestCmd {
     },
     /// Run a policy offline: an IPAM policy against a sample pool, a delegation policy against
     /// a sample pod.
-    Test {
-        /// The .wasm component.
-        file: PathBuf,
-        /// The pod, `namespace/name`.
-        #[arg(long, default_value = "default/sample-0")]
-        pod: String,
-        /// The node.
-        #[arg(long, default_value = "node-1")]
-        node: String,
-        /// IPAM: the range.
-        #[arg(long, default_value = "10.10.0.0/24")]
-        range: String,
-        /// IPAM: offsets already taken, e.g. `1,2,5-9`.
-        #[arg(long, default_value = "")]
-        taken: String,
-        /// Delegation: the pod's k8s.v1.cni.cncf.io/networks annotation.
-        #[arg(long)]
-        networks: Option<String>,
-        /// Delegation: pod labels, `key=value` (repeatable).
-        #[arg(long = "label")]
-        labels: Vec<String>,
-    },
+    Test(TestArgs),
+}
+
+/// `wasmcni guest test` arguments.
+#[derive(clap::Args)]
+struct TestArgs {
+    /// The .wasm component.
+    file: PathBuf,
+    /// The pod, `namespace/name`.
+    #[arg(long, default_value = "default/sample-0")]
+    pod: String,
+    /// The node.
+    #[arg(long, default_value = "node-1")]
+    node: String,
+    /// IPAM: the range.
+    #[arg(long, default_value = "10.10.0.0/24")]
+    range: String,
+    /// IPAM: offsets already taken, e.g. `1,2,5-9`.
+    #[arg(long, default_value = "")]
+    taken: String,
+    /// Delegation: the pod's k8s.v1.cni.cncf.io/networks annotation.
+    #[arg(long)]
+    networks: Option<String>,
+    /// Delegation: pod labels, `key=value` (repeatable).
+    #[arg(long = "label")]
+    labels: Vec<String>,
+    /// Keep compiled guests in this directory (default: a temporary one, removed after).
+    #[arg(long)]
+    cache: Option<PathBuf>,
 }
 
 /// Run the CLI.
@@ -116,15 +123,7 @@ pub fn main() -> ExitCode {
             &configmap,
             apply.then_some(kubeconfig).flatten(),
         ),
-        Cmd::Guest(GuestCmd::Test {
-            file,
-            pod,
-            node,
-            range,
-            taken,
-            networks,
-            labels,
-        }) => test(&file, &pod, &node, &range, &taken, networks, &labels),
+        Cmd::Guest(GuestCmd::Test(args)) => test(args),
     };
     match run {
         Ok(()) => ExitCode::SUCCESS,
@@ -240,20 +239,33 @@ fn parse_taken(spec: &str) -> anyhow::Result<BTreeMap<u64, IpAllocation>> {
     Ok(out)
 }
 
-fn test(
-    file: &PathBuf,
-    pod: &str,
-    node: &str,
-    range: &str,
-    taken: &str,
-    networks: Option<String>,
-    labels: &[String],
-) -> anyhow::Result<()> {
+fn test(a: TestArgs) -> anyhow::Result<()> {
+    let TestArgs {
+        file,
+        pod,
+        node,
+        range,
+        taken,
+        networks,
+        labels,
+        cache,
+    } = a;
+    let (file, pod, node, range, taken, labels) = (
+        &file,
+        pod.as_str(),
+        node.as_str(),
+        range.as_str(),
+        taken.as_str(),
+        &labels,
+    );
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let world = guest::inspect(&bytes)?
         .world
         .context("not a wasmcni policy component")?;
-    let dir = std::env::temp_dir().join(format!("wasmcni-guest-test-{}", std::process::id()));
+    let keep = cache.is_some();
+    let dir = cache.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("wasmcni-guest-test-{}", std::process::id()))
+    });
     let guests = Guests::new(dir.clone(), Duration::from_millis(1000))
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let r = GuestRef {
@@ -326,7 +338,9 @@ fn test(
             .collect();
         format!("attaches {} network(s): {}", list.len(), list.join(", "))
     };
-    let _ = std::fs::remove_dir_all(&dir);
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     println!(
         "{world} {} (sha256 {}) {outcome}  [compile {compile:.1?}, call {:.1?}]",
         file.display(),

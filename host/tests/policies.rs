@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use wasmcni::config::GuestRef;
-use wasmcni::guest::{self, DelegationRequest, Guests, IpamRequest, Loaded, Origin, Pins, Pod, Refusal};
+use wasmcni::guest::{
+    self, DelegationRequest, Guests, IpamRequest, Loaded, Origin, Pins, Pod, Refusal,
+};
 use wasmcni::ipam::{PoolView, Range};
 use wasmcni::k8s::IpAllocation;
 
@@ -16,8 +18,13 @@ use wasmcni::k8s::IpAllocation;
 const TESTED: &[&str] = &["top-down", "own-namespace-only", "lowest-free-py"];
 
 fn built(name: &str) -> PathBuf {
-    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/policies")).join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run `bash policies/build.sh` (tests/run.sh does)", path.display());
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/policies"))
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash policies/build.sh` (tests/run.sh does)",
+        path.display()
+    );
     path
 }
 
@@ -48,7 +55,12 @@ fn pod(ns: &str, networks: Option<&str>) -> Pod {
     }
 }
 
-fn propose(g: &Guests, l: &Loaded, range: &str, taken: impl IntoIterator<Item = u64>) -> Result<u64, Refusal> {
+fn propose(
+    g: &Guests,
+    l: &Loaded,
+    range: &str,
+    taken: impl IntoIterator<Item = u64>,
+) -> Result<u64, Refusal> {
     let taken: BTreeMap<u64, IpAllocation> = taken
         .into_iter()
         .map(|o| {
@@ -76,7 +88,10 @@ fn propose(g: &Guests, l: &Loaded, range: &str, taken: impl IntoIterator<Item = 
 fn lowest_free_cases(g: &Guests, l: &Loaded) {
     assert_eq!(propose(g, l, "172.16.1.0/24", []).unwrap(), 1);
     assert_eq!(propose(g, l, "172.16.1.0/24", [1, 2, 4]).unwrap(), 3);
-    assert!(matches!(propose(g, l, "10.0.0.0/30", [1, 2]), Err(Refusal::Exhausted)));
+    assert!(matches!(
+        propose(g, l, "10.0.0.0/30", [1, 2]),
+        Err(Refusal::Exhausted)
+    ));
     assert_eq!(propose(g, l, "10.8.0.0/16", 1..=60_000).unwrap(), 60_001);
 }
 
@@ -85,7 +100,11 @@ fn lowest_free_in_python_passes_the_rust_cases() {
     let dir = tempfile::tempdir().unwrap();
     let g = guests(&dir);
     let rust = g
-        .load(&GuestRef::builtin("lowest-free"), Origin::Node, &Pins::default())
+        .load(
+            &GuestRef::builtin("lowest-free"),
+            Origin::Node,
+            &Pins::default(),
+        )
         .unwrap();
     lowest_free_cases(&g, &rust);
     let python = load(&g, "lowest-free-py");
@@ -99,7 +118,10 @@ fn top_down_hands_out_from_the_top() {
     let l = load(&g, "top-down");
     assert_eq!(propose(&g, &l, "172.16.1.0/24", []).unwrap(), 254);
     assert_eq!(propose(&g, &l, "172.16.1.0/24", [254, 253]).unwrap(), 252);
-    assert!(matches!(propose(&g, &l, "10.0.0.0/30", [1, 2]), Err(Refusal::Exhausted)));
+    assert!(matches!(
+        propose(&g, &l, "10.0.0.0/30", [1, 2]),
+        Err(Refusal::Exhausted)
+    ));
 }
 
 #[test]
@@ -117,7 +139,9 @@ fn own_namespace_only_forbids_other_teams_networks() {
     };
     assert_eq!(decide("a, shop/b@data0").unwrap().len(), 2);
     match decide("a, bank/vault") {
-        Err(guest::Error::Denied { why, .. }) => assert!(why.contains("forbidden") && why.contains("bank"), "{why}"),
+        Err(guest::Error::Denied { why, .. }) => {
+            assert!(why.contains("forbidden") && why.contains("bank"), "{why}")
+        }
         other => panic!("{:?}", other.map(|a| a.len())),
     }
 }
@@ -129,7 +153,10 @@ fn every_policy_has_a_test() {
         let entry = entry.unwrap();
         if entry.path().is_dir() {
             let name = entry.file_name().to_string_lossy().to_string();
-            assert!(TESTED.contains(&name.as_str()), "policies/{name} has no test in host/tests/policies.rs");
+            assert!(
+                TESTED.contains(&name.as_str()),
+                "policies/{name} has no test in host/tests/policies.rs"
+            );
             built(&name);
         }
     }

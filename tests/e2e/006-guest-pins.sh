@@ -66,4 +66,17 @@ kc -n kube-system create configmap wasmcni-guests --from-literal=team-policy.pat
     --from-literal=team-policy.sha256="$SHA" --dry-run=client -o yaml | kc replace -f - >/dev/null
 err=$(attach on-node '{"guest":"team-policy"}'); rc=$?
 check_eq "an updated pin (module on the node) is used by the next call" "0 " "$rc $err"
+# Fail open: the admin lets default/open-net fall back to the built-in policy when its own
+# fails; the pod attaches and its network-status says what happened. Other networks stay closed.
+kc -n kube-system create configmap wasmcni-guests --from-literal=team-policy.path="$LOWEST" \
+    --from-literal=team-policy.sha256="$SHA" --from-literal=fail-open="default/open-net" \
+    --dry-run=client -o yaml | kc replace -f - >/dev/null
+nad open-net '{"guest":"broken-policy"}'; make_pod open-net open-net
+out=$(cni add wcni-pins open-net 2>&1); rc=$?
+check_eq "a fail-open network attaches despite a missing policy" "0" "$rc"
+kc get pod open-net -o jsonpath='{.metadata.annotations.k8s\.v1\.cni\.cncf\.io/network-status}' > "$WORK/open.json"
+check_json "its network-status says the policy failed open" "$WORK/open.json" \
+    '.[1].ips==["172.16.8.1"] and (.[1]["wasmcni-note"]|contains("broken-policy") and contains("fell back to lowest-free"))'
+cni del wcni-pins open-net >/dev/null 2>&1
+refused "a network not listed stays closed" closed-net '{"guest":"broken-policy"}' "no such guest"
 kc delete pod --all --wait=false >/dev/null 2>&1

@@ -99,12 +99,9 @@ pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error>
                 .map_err(|e| {
                     Error::from(e).context(format!("network {} ({})", att.network, att.ifname))
                 })?;
-            status.push(NetworkStatus::from_result(
-                &att.network,
-                &att.ifname,
-                &result,
-                false,
-            ));
+            let mut entry = NetworkStatus::from_result(&att.network, &att.ifname, &result, false);
+            entry.note = call.note_for(&att.ifname);
+            status.push(entry);
             record.results[i] = Some(result);
         }
 

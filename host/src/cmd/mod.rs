@@ -150,6 +150,7 @@ fn call(
         guests,
         conf,
         pins: tokio::sync::OnceCell::new(),
+        notes: Default::default(),
     })
 }
 

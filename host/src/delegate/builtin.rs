@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::{Call, Error, exec};
 use crate::cni::Command;
 use crate::cni::types::{CniResult, Interface, IpConfig, Route};
+use crate::config::GuestRef;
 use crate::guest::{IpamRequest, Origin};
 use crate::ipam::{self, IpamConf, Owner};
 use crate::netlink::{self, LinkKind};
@@ -212,18 +213,35 @@ async fn allocate(
                 node: call.node.clone(),
                 container_id: call.container_id.clone(),
             };
-            let policy = call.guest(&ic.policy(), Origin::Network).await?;
-            let lease = ipam::allocate(
-                kube,
-                &call.guests,
-                &policy,
-                ic,
-                &call.conf.ipam_namespace,
-                &owner(call, ifname),
-                &req,
-            )
-            .await
-            .map_err(Error::Ipam)?;
+            let owner = owner(call, ifname);
+            let ns = &call.conf.ipam_namespace;
+            let chosen = async {
+                let policy = call.guest(&ic.policy(), Origin::Network).await?;
+                ipam::allocate(kube, &call.guests, &policy, ic, ns, &owner, &req)
+                    .await
+                    .map_err(Error::Ipam)
+            }
+            .await;
+            let lease = match chosen {
+                // The admin allows this network to fail open: a broken policy (missing, trapped,
+                // answering nonsense) gives way to the built-in lowest-free, and the pod's
+                // network-status says so. A policy's refusal is a decision and is kept.
+                Err(e) if e.is_guest_failure() && call.fails_open(network).await => {
+                    let note = format!(
+                        "policy {:?} failed ({e}); fell back to lowest-free",
+                        ic.policy().guest
+                    );
+                    tracing::warn!("network {network} on {ifname}: {note}");
+                    call.note(ifname, note);
+                    let builtin = call
+                        .guest(&GuestRef::builtin("lowest-free"), Origin::Network)
+                        .await?;
+                    ipam::allocate(kube, &call.guests, &builtin, ic, ns, &owner, &req)
+                        .await
+                        .map_err(Error::Ipam)?
+                }
+                other => other?,
+            };
             Ok(CniResult {
                 ips: vec![IpConfig {
                     version: None,

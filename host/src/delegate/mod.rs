@@ -94,6 +94,19 @@ pub enum Error {
     Netlink(netlink::Error),
 }
 
+impl Error {
+    /// A policy guest failed (missing, unpinned, tampered, trapped, or answered something the
+    /// host rejects) — as opposed to refusing, which is a decision.
+    pub fn is_guest_failure(&self) -> bool {
+        use crate::guest::Error as G;
+        let g = match self {
+            Error::Guest(g) | Error::Ipam(ipam::Error::Guest(g)) => g,
+            _ => return false,
+        };
+        !matches!(g, G::Denied { .. })
+    }
+}
+
 /// What every delegate of one CNI call shares.
 pub struct Call {
     /// CNI_CONTAINERID.
@@ -116,6 +129,8 @@ pub struct Call {
     pub conf: PluginConf,
     /// The admin's guest pins, read at most once per call and only if a guest needs them.
     pub pins: tokio::sync::OnceCell<Pins>,
+    /// Notes for the pod's network-status, by interface (e.g. a policy fallback).
+    pub notes: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl Call {
@@ -128,24 +143,45 @@ impl Call {
     pub async fn guest(&self, r: &GuestRef, origin: Origin) -> Result<Loaded, Error> {
         static NONE: std::sync::LazyLock<Pins> = std::sync::LazyLock::new(Pins::default);
         let pins = if crate::guest::needs_pins(r) {
-            self.pins
-                .get_or_try_init(|| async {
-                    let Some(kube) = &self.kube else {
-                        return Ok(Pins::default());
-                    };
-                    let (ns, name) = self
-                        .conf
-                        .guest_pins
-                        .split_once('/')
-                        .unwrap_or(("kube-system", &self.conf.guest_pins));
-                    let (data, binary) = kube.config_map(ns, name).await.map_err(Error::Api)?;
-                    Ok(Pins::parse(&data, &binary))
-                })
-                .await?
+            self.pins().await?
         } else {
             &NONE
         };
         self.guests.load(r, origin, pins).map_err(Error::Guest)
+    }
+
+    async fn pins(&self) -> Result<&Pins, Error> {
+        self.pins
+            .get_or_try_init(|| async {
+                let Some(kube) = &self.kube else {
+                    return Ok(Pins::default());
+                };
+                let (ns, name) = self
+                    .conf
+                    .guest_pins
+                    .split_once('/')
+                    .unwrap_or(("kube-system", &self.conf.guest_pins));
+                let (data, binary) = kube.config_map(ns, name).await.map_err(Error::Api)?;
+                Ok(Pins::parse(&data, &binary))
+            })
+            .await
+    }
+
+    /// Whether the admin lets `network` fall back to the built-in policy when its own fails.
+    pub async fn fails_open(&self, network: &str) -> bool {
+        self.pins().await.is_ok_and(|p| p.fails_open(network))
+    }
+
+    /// Record a note for the pod's network-status entry of `ifname`.
+    pub fn note(&self, ifname: &str, note: String) {
+        if let Ok(mut notes) = self.notes.lock() {
+            notes.insert(ifname.to_string(), note);
+        }
+    }
+
+    /// The note recorded for `ifname`, if any.
+    pub fn note_for(&self, ifname: &str) -> Option<String> {
+        self.notes.lock().ok().and_then(|n| n.get(ifname).cloned())
     }
 }
 
@@ -262,6 +298,10 @@ pub struct NetworkStatus {
     pub default: bool,
     /// DNS settings (Multus always writes the key).
     pub dns: serde_json::Value,
+    /// wasmcni's note on how the attachment was made when it departs from the config (a
+    /// policy that failed open).
+    #[serde(rename = "wasmcni-note", skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl NetworkStatus {
@@ -274,6 +314,7 @@ impl NetworkStatus {
             mac: result.mac_of(ifname).map(str::to_string),
             default,
             dns: serde_json::to_value(&result.dns).unwrap_or_else(|_| serde_json::json!({})),
+            note: None,
         }
     }
 }

@@ -39,10 +39,11 @@ pub enum Pin {
     Broken(String),
 }
 
-/// The admin's pins, by guest name.
+/// The admin's pins, by guest name, and the networks allowed to fail open.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pins {
     entries: BTreeMap<String, Pin>,
+    fail_open: Vec<String>,
 }
 
 impl Pins {
@@ -89,7 +90,24 @@ impl Pins {
             };
             entries.insert(name.to_string(), pin);
         }
-        Pins { entries }
+        // `fail-open`: networks (`namespace/name`, comma or space separated) whose failing IPAM
+        // policy gives way to the built-in lowest-free. Admin-only: it lives in this ConfigMap.
+        let fail_open = data
+            .get("fail-open")
+            .map(|v| {
+                v.split([',', ' ', '\n'])
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Pins { entries, fail_open }
+    }
+
+    /// Whether `network` (`namespace/name`) may fall back to the built-in policy.
+    pub fn fails_open(&self, network: &str) -> bool {
+        self.fail_open.iter().any(|n| n == network)
     }
 
     /// The pin of `name`.
