@@ -259,9 +259,7 @@ fn test(a: TestArgs) -> anyhow::Result<()> {
         &labels,
     );
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let world = guest::inspect(&bytes)?
-        .world
-        .context("not a wasmcni policy component")?;
+
     let keep = cache.is_some();
     let dir = cache.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("wasmcni-guest-test-{}", std::process::id()))
@@ -275,6 +273,9 @@ fn test(a: TestArgs) -> anyhow::Result<()> {
     let compile = std::time::Instant::now();
     let loaded = guests.load(&r, Origin::Node, &Pins::default())?;
     let compile = compile.elapsed();
+    let world = guests
+        .world(&loaded)
+        .context("not a wasmcni policy component")?;
     let (namespace, name) = pod.split_once('/').context("--pod is namespace/name")?;
     let labels = labels
         .iter()

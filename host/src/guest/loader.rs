@@ -9,6 +9,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -126,6 +127,8 @@ pub(super) fn load(
         name: r.guest.clone(),
         digest,
         component,
+        delegation: OnceLock::new(),
+        ipam: OnceLock::new(),
     })
 }
 

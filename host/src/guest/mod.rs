@@ -39,7 +39,16 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, wasmtime::Error> {
     let ty = component.component_type();
     let imports: Vec<String> = ty.imports(&engine).map(|(n, _)| n.to_string()).collect();
     let exports: Vec<String> = ty.exports(&engine).map(|(n, _)| n.to_string()).collect();
-    let world = if exports.iter().any(|e| e == "wasmcni:policy/ipam@0.1.0") {
+    let world = world_of(&exports);
+    Ok(Inspection {
+        world,
+        imports,
+        exports,
+    })
+}
+
+fn world_of(exports: &[String]) -> Option<&'static str> {
+    if exports.iter().any(|e| e == "wasmcni:policy/ipam@0.1.0") {
         Some("ipam-policy")
     } else if exports
         .iter()
@@ -48,12 +57,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, wasmtime::Error> {
         Some("delegation-policy")
     } else {
         None
-    };
-    Ok(Inspection {
-        world,
-        imports,
-        exports,
-    })
+    }
 }
 
 /// Whether `r` can be resolved without the admin's pins.
@@ -62,7 +66,7 @@ pub fn needs_pins(r: &GuestRef) -> bool {
 }
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -204,13 +208,19 @@ pub struct Guests {
     engine: Engine,
     cache_dir: PathBuf,
     deadline_ticks: u64,
+    // Linkers are built once per process and only for the worlds actually called.
+    delegation_linker: OnceLock<Linker<GuestState>>,
+    ipam_linker: OnceLock<Linker<GuestState>>,
 }
 
-/// A loaded guest ready to be called.
+/// A loaded guest ready to be called. Its imports are resolved against the host once (an
+/// `InstancePre`), so each call only creates a store, instantiates and calls.
 pub struct Loaded {
     name: String,
     digest: String,
     component: Component,
+    delegation: OnceLock<bindings::delegation::DelegationPolicyPre<GuestState>>,
+    ipam: OnceLock<bindings::ipam::IpamPolicyPre<GuestState>>,
 }
 
 impl Guests {
@@ -233,7 +243,19 @@ impl Guests {
             engine,
             cache_dir,
             deadline_ticks,
+            delegation_linker: OnceLock::new(),
+            ipam_linker: OnceLock::new(),
         }))
+    }
+
+    /// The world a loaded guest implements, from its exports (no compile).
+    pub fn world(&self, guest: &Loaded) -> Option<&'static str> {
+        let ty = guest.component.component_type();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        world_of(&exports)
     }
 
     /// Resolve `r` (built in, pinned in `pins`, or — from the node's config — a node path),
@@ -258,10 +280,51 @@ impl Guests {
         store
     }
 
-    fn linker(&self) -> Result<Linker<GuestState>, wasmtime::Error> {
+    fn linker(&self, ipam: bool) -> Result<&Linker<GuestState>, wasmtime::Error> {
+        let slot = if ipam {
+            &self.ipam_linker
+        } else {
+            &self.delegation_linker
+        };
+        if let Some(l) = slot.get() {
+            return Ok(l);
+        }
         let mut linker = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Ok(linker)
+        if ipam {
+            bindings::ipam::IpamPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        }
+        Ok(slot.get_or_init(|| linker))
+    }
+
+    fn delegation_pre<'a>(
+        &self,
+        guest: &'a Loaded,
+    ) -> Result<&'a bindings::delegation::DelegationPolicyPre<GuestState>, Error> {
+        if let Some(p) = guest.delegation.get() {
+            return Ok(p);
+        }
+        let pre = self
+            .linker(false)
+            .and_then(|l| l.instantiate_pre(&guest.component))
+            .and_then(bindings::delegation::DelegationPolicyPre::new)
+            .map_err(|e| guest.load_error(e))?;
+        Ok(guest.delegation.get_or_init(|| pre))
+    }
+
+    fn ipam_pre<'a>(
+        &self,
+        guest: &'a Loaded,
+    ) -> Result<&'a bindings::ipam::IpamPolicyPre<GuestState>, Error> {
+        if let Some(p) = guest.ipam.get() {
+            return Ok(p);
+        }
+        let pre = self
+            .linker(true)
+            .and_then(|l| l.instantiate_pre(&guest.component))
+            .and_then(bindings::ipam::IpamPolicyPre::new)
+            .map_err(|e| guest.load_error(e))?;
+        Ok(guest.ipam.get_or_init(|| pre))
     }
 
     /// Ask a delegation guest which networks `req.pod` gets.
@@ -290,14 +353,11 @@ impl Guests {
         req: &DelegationRequest,
     ) -> Result<Vec<Attachment>, Error> {
         let trapped = |source| guest.trapped(source);
+        let pre = self.delegation_pre(guest)?;
         let mut store = self.store();
-        let linker = self.linker().map_err(|e| guest.load_error(e))?;
-        let inst = bindings::delegation::DelegationPolicy::instantiate(
-            &mut store,
-            &guest.component,
-            &linker,
-        )
-        .map_err(|e| guest.load_error(e))?;
+        let inst = pre
+            .instantiate(&mut store)
+            .map_err(|e| guest.load_error(e))?;
         let answer = inst
             .wasmcni_policy_delegation()
             .call_decide(&mut store, req)
@@ -317,11 +377,10 @@ impl Guests {
         req: &IpamRequest,
         view: PoolView,
     ) -> Result<(Result<u64, Refusal>, PoolView), Error> {
+        let pre = self.ipam_pre(guest)?;
         let mut store = self.store();
-        let mut linker = self.linker().map_err(|e| guest.load_error(e))?;
-        bindings::ipam::IpamPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| guest.load_error(e))?;
-        let inst = bindings::ipam::IpamPolicy::instantiate(&mut store, &guest.component, &linker)
+        let inst = pre
+            .instantiate(&mut store)
             .map_err(|e| guest.load_error(e))?;
         let handle = store
             .data_mut()
