@@ -8,6 +8,8 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
+use sha2::Digest;
+
 /// (name the host knows it by, cargo package): embedded in the binary.
 const GUESTS: &[(&str, &str)] = &[
     ("multus-default", "guest-multus-default"),
@@ -72,8 +74,16 @@ fn main() {
             let built = target
                 .join("wasm32-wasip2/release")
                 .join(format!("{}.wasm", package.replace('-', "_")));
-            std::fs::copy(&built, dir.join(format!("{name}.wasm")))
-                .unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+            let bytes = std::fs::read(&built)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", built.display()));
+            let digest: String = sha2::Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            std::fs::write(dir.join(format!("{name}.wasm")), &bytes)
+                .expect("writing OUT_DIR/guests");
+            std::fs::write(dir.join(format!("{name}.sha256")), digest)
+                .expect("writing OUT_DIR/guests");
         }
     };
     place(GUESTS, out.clone());

@@ -404,7 +404,15 @@ fn every_guest_is_built_in_and_tested() {
             "guests/{name} is not built in (host/build.rs)"
         );
     }
-    for (name, _) in guest::BUILTIN {
+    for b in guest::BUILTIN {
+        assert_eq!(
+            guest::sha256_hex(b.bytes),
+            b.sha256,
+            "{}: the build-time sha256 is the module's",
+            b.name
+        );
+    }
+    for guest::Builtin { name, .. } in guest::BUILTIN {
         assert!(
             this_file.contains(&format!("GuestRef::builtin(\"{name}\")"))
                 || this_file.contains(&format!("propose_with(\"{name}\"")),

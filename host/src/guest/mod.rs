@@ -8,7 +8,7 @@ mod bindings;
 mod loader;
 mod pins;
 
-pub use loader::{BUILTIN, builtin, sha256_hex};
+pub use loader::{BUILTIN, Builtin, builtin, sha256_hex};
 pub use pins::{Module, Pin, Pins};
 
 /// Who named a guest, which decides what it may name: the node's config is the admin's, a
@@ -62,7 +62,7 @@ fn world_of(exports: &[String]) -> Option<&'static str> {
 
 /// Whether `r` can be resolved without the admin's pins.
 pub fn needs_pins(r: &GuestRef) -> bool {
-    !r.guest.starts_with('/') && !BUILTIN.iter().any(|(n, _)| *n == r.guest)
+    !r.guest.starts_with('/') && !BUILTIN.iter().any(|b| b.name == r.guest)
 }
 
 use std::path::PathBuf;
