@@ -12,7 +12,7 @@
 use super::{call, pod_ref, pod_stub};
 use crate::cni::{Error, Request};
 use crate::config::PluginConf;
-use crate::delegate::{self, cache::Record};
+use crate::delegate::{self, Call, cache::Record};
 use crate::ipam::{self, Owner};
 use crate::k8s;
 
@@ -46,32 +46,7 @@ pub(super) async fn del(req: &Request, conf: PluginConf) -> Result<(), Error> {
     };
 
     match &record {
-        Some(rec) => {
-            for (i, att) in rec.attachments.iter().enumerate().rev() {
-                let prev = rec.results.get(i).and_then(Option::as_ref);
-                keep(
-                    delegate::del_chain(&call, &att.network, &att.chain, &att.ifname, prev)
-                        .await
-                        .map_err(|e| {
-                            Error::from(e)
-                                .context(format!("network {} ({})", att.network, att.ifname))
-                        }),
-                );
-            }
-            keep(
-                delegate::del_chain(
-                    &call,
-                    &rec.cluster.name,
-                    &rec.cluster,
-                    &rec.ifname,
-                    rec.cluster_result.as_ref(),
-                )
-                .await
-                .map_err(|e| {
-                    Error::from(e).context(format!("cluster network {}", rec.cluster.name))
-                }),
-            );
-        }
+        Some(rec) => keep(undo(&call, rec).await),
         None => {
             match delegate::cluster_network(&call.conf.cluster_network) {
                 Ok(cluster) => keep(
@@ -101,4 +76,32 @@ pub(super) async fn del(req: &Request, conf: PluginConf) -> Result<(), Error> {
         None => Record::remove(&dir, &req.container_id).map_err(Error::from),
         Some(e) => Err(e),
     }
+}
+
+/// Undo one recorded ADD: every attachment's chain in reverse, then the cluster network, each
+/// with the result ADD recorded. Every step runs; the first error is returned.
+pub(super) async fn undo(call: &Call, rec: &Record) -> Result<(), Error> {
+    let mut first: Option<Error> = None;
+    for (i, att) in rec.attachments.iter().enumerate().rev() {
+        let prev = rec.results.get(i).and_then(Option::as_ref);
+        if let Err(e) = delegate::del_chain(call, &att.network, &att.chain, &att.ifname, prev).await
+        {
+            first.get_or_insert(
+                Error::from(e).context(format!("network {} ({})", att.network, att.ifname)),
+            );
+        }
+    }
+    let cluster = &rec.cluster;
+    if let Err(e) = delegate::del_chain(
+        call,
+        &cluster.name,
+        cluster,
+        &rec.ifname,
+        rec.cluster_result.as_ref(),
+    )
+    .await
+    {
+        first.get_or_insert(Error::from(e).context(format!("cluster network {}", cluster.name)));
+    }
+    first.map_or(Ok(()), Err)
 }

@@ -4,6 +4,7 @@
 mod add;
 mod check;
 mod del;
+mod gc;
 mod status;
 
 use std::sync::Arc;
@@ -85,11 +86,7 @@ fn dispatch(env: &[(String, String)], stdin: &[u8]) -> Result<Option<Value>, Err
             Command::Del => del::del(&req, conf).await.map(|()| None),
             Command::Check => check::check(&req, conf).await.map(|()| None),
             Command::Status => status::status(&conf).map(|()| None),
-            Command::Gc => Err(Error::new(
-                Code::InvalidEnv,
-                "GC is not implemented yet",
-                "wasmcni does not garbage-collect yet; nothing was changed",
-            )),
+            Command::Gc => gc::gc(&req, conf, stdin).await.map(|()| None),
             Command::Version => unreachable!("answered above"),
         }
     })

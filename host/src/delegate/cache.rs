@@ -124,6 +124,20 @@ impl Record {
         }
     }
 
+    /// Every readable record in `dir` (temporary and corrupt files are skipped, with a warning
+    /// for the corrupt ones).
+    pub fn all(dir: &Path) -> Vec<Self> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| !n.starts_with('.'))
+            .filter_map(|n| Self::read(dir, &n))
+            .collect()
+    }
+
     /// Remove the record; absent is success.
     pub fn remove(dir: &Path, container_id: &str) -> Result<(), Error> {
         let path = Self::path(dir, container_id);

@@ -1,0 +1,88 @@
+//! GC (spec 1.1): release everything this node attached that the runtime no longer lists in
+//! `cni.dev/valid-attachments` (or the older `cni.dev/attachments`).
+//!
+//! The delegate cache is the inventory: every ADD wrote a record before creating anything. A
+//! record whose (container ID, CNI_IFNAME) is not listed is undone exactly as DEL undoes it —
+//! addresses released, delegates' DEL run — and removed. Listed attachments are not touched. IPPool
+//! entries are released only through records: a pool is shared by the whole cluster, and this
+//! node's runtime lists only this node's attachments.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::{call, del::undo, pod_stub};
+use crate::cni::{Code, Error, Request};
+use crate::config::PluginConf;
+use crate::delegate::cache::Record;
+use crate::k8s;
+
+pub(super) async fn gc(req: &Request, conf: PluginConf, stdin: &[u8]) -> Result<(), Error> {
+    let valid = valid_attachments(stdin)?;
+    let kube = k8s::Client::from_kubeconfig(&conf.kubeconfig).await.ok();
+    let mut first: Option<Error> = None;
+    for rec in Record::all(&conf.cni_dir) {
+        if valid.contains(&(rec.container_id.clone(), rec.ifname.clone())) {
+            continue;
+        }
+        tracing::info!(
+            "GC: {} ({}, {}) is no longer valid",
+            rec.podref,
+            rec.container_id,
+            rec.ifname
+        );
+        let (ns, name) = rec.podref.split_once('/').unwrap_or(("", &rec.podref));
+        let mut r = req.clone();
+        r.container_id = rec.container_id.clone();
+        r.ifname = rec.ifname.clone();
+        r.netns = None;
+        let call = call(&r, conf.clone(), pod_stub(ns, name, None), kube.clone())?;
+        match undo(&call, &rec).await {
+            Ok(()) => {
+                if let Err(e) = Record::remove(&conf.cni_dir, &rec.container_id) {
+                    first.get_or_insert(e.into());
+                }
+            }
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// The (container ID, interface) pairs the runtime still uses.
+fn valid_attachments(stdin: &[u8]) -> Result<HashSet<(String, String)>, Error> {
+    let v: Value = serde_json::from_slice(stdin)
+        .map_err(|e| Error::new(Code::Decode, "network config is not JSON", e.to_string()))?;
+    let list = v
+        .get("cni.dev/valid-attachments")
+        .or_else(|| v.get("cni.dev/attachments"))
+        .ok_or_else(|| {
+            Error::new(
+                Code::InvalidConfig,
+                "GC without cni.dev/valid-attachments",
+                "the runtime must list the attachments still in use (libcni does); nothing was released",
+            )
+        })?;
+    let bad = |why: &str| {
+        Error::new(
+            Code::InvalidConfig,
+            "invalid cni.dev/valid-attachments",
+            why.to_string(),
+        )
+    };
+    list.as_array()
+        .ok_or_else(|| bad("must be a list of {\"containerID\", \"ifname\"}"))?
+        .iter()
+        .map(|a| {
+            match (
+                a.get("containerID").and_then(Value::as_str),
+                a.get("ifname").and_then(Value::as_str),
+            ) {
+                (Some(c), Some(i)) => Ok((c.to_string(), i.to_string())),
+                _ => Err(bad("every entry needs containerID and ifname")),
+            }
+        })
+        .collect()
+}
