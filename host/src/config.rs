@@ -116,6 +116,13 @@ impl PluginConf {
                 format!("stdin: {e}"),
             )
         })?;
+        if !value.is_object() {
+            return Err(Error::new(
+                Code::InvalidConfig,
+                "invalid wasmcni network config",
+                "stdin must be a JSON object (a plugin's config)",
+            ));
+        }
         let version = value
             .get("cniVersion")
             .and_then(Value::as_str)

@@ -23,12 +23,18 @@ enum Undo {
 }
 
 pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error> {
-    // 1. The pod, as the API server knows it.
+    // 0. Everything that can be checked locally is, before the first API call.
     let (namespace, name) = pod_ref(req)?;
+    let cluster = delegate::cluster_network(&conf.cluster_network)?;
+    let defaults = default_networks(&conf.default_networks, &namespace)?;
+    if let Some(netns) = &req.netns {
+        crate::netns::Netns::open(netns)?;
+    }
+
+    // 1. The pod, as the API server knows it.
     let kube = k8s::Client::from_kubeconfig(&conf.kubeconfig).await?;
     let pod = kube.pod(&namespace, &name).await?;
     let facts = pod_facts(&pod, &namespace, &name, req.args.pod_uid.as_deref());
-    let cluster = delegate::cluster_network(&conf.cluster_network)?;
     let call = call(req, conf, facts.clone(), Some(kube.clone()))?;
 
     // 2. Which extra networks: the delegation guest decides, the host validates and resolves.
@@ -36,7 +42,7 @@ pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error>
     let ask = DelegationRequest {
         pod: facts,
         node: call.node.clone(),
-        default_networks: default_networks(&call.conf.default_networks, &namespace)?,
+        default_networks: defaults,
     };
     let decided = call.guests.decide(&decider, &ask)?;
     tracing::info!(
