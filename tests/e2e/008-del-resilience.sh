@@ -11,31 +11,32 @@ make_master eth1
 write_wasmcni_conf 1.0.0
 apply_seed_nad del-net macvlan eth1 172.16.12.0/24
 POOL=172.16.12.0-24
-# attach N: a pod del-N in netns wcni-del-N, attached; prints its container ID.
+# attach N: a pod del-N in netns wcni-del-N, attached; sets id to its container ID.
+# (Not in a $(…) subshell: the netns clean-up registered by new_netns must reach this shell.)
 attach() {
     new_netns "wcni-del-$1"; make_pod "del-$1" del-net
-    cni add "wcni-del-$1" "del-$1" >/dev/null || { fail "ADD del-$1"; return 1; }
-    for f in "$WORK"/delegates/*; do jq -r --arg p "default/del-$1" 'select(.podref==$p)|.container_id' "$f"; done
+    cni add "wcni-del-$1" "del-$1" >/dev/null || fail "ADD del-$1"
+    id=$(for f in "$WORK"/delegates/*; do jq -r --arg p "default/del-$1" 'select(.podref==$p)|.container_id' "$f"; done)
 }
 links() { ip -n "wcni-del-$1" -j link show | jq -r 'map(.ifname)|join(",")'; }
 cluster_ips() { ls "$WORK/host-local/cbr0" 2>/dev/null | grep -c '^10\.'; }
 
-id=$(attach 1)
+attach 1
 kc delete pod del-1 --wait=false >/dev/null
 check "DEL after the pod is gone exits 0" cni del wcni-del-1 del-1
 check_eq "… and released its address and links" '{} lo' "$(pool_allocations $POOL) $(links 1)"
 
-id=$(attach 2)
+attach 2
 echo '{"format": 1, "container_id": "tru' > "$WORK/delegates/$id"
 check "DEL with a corrupt cache exits 0" cni del wcni-del-2 del-2
 check_eq "… and released its address and its cluster-network address" '{} 0' "$(pool_allocations $POOL) $(cluster_ips)"
 
-id=$(attach 3)
+attach 3
 rm -f "$WORK/delegates/$id"
 check "DEL with the cache missing exits 0" cni del wcni-del-3 del-3
 check_eq "… and released its address and its cluster-network address" '{} 0' "$(pool_allocations $POOL) $(cluster_ips)"
 
-id=$(attach 4)
+attach 4
 held=$(pool_allocations $POOL)
 good=$NETDIR/00-wasmcni.conflist
 cp "$good" "$WORK/good.conflist"

@@ -52,6 +52,9 @@ make_master() {
 
 # new_netns NAME: a fresh pod network namespace (removed at exit).
 new_netns() {
+    # A run killed mid-way can leave the name behind (a plain file once its mount namespace is
+    # gone): clear it first.
+    ip netns del "$1" 2>/dev/null; rm -f "/var/run/netns/$1"
     ip netns add "$1" && ip -n "$1" link set lo up
     defer "ip netns del $1"
 }
