@@ -3,28 +3,34 @@
 //! It asks the host's pool view for the first free offset instead of scanning a copy of the
 //! pool, so its cost does not grow with the number of allocations.
 
-#![allow(
-    unsafe_code,
-    reason = "wit-bindgen's export! glue defines the component's raw ABI entry points"
-)]
+use wasmcni_guest::ipam::{IpamPolicy, Pool, Refusal, Request};
 
-mod bindings {
-    #![allow(
-        missing_docs,
-        reason = "generated from wit/, which documents every item"
-    )]
-    wit_bindgen::generate!({ world: "ipam-policy", path: "../../wit", pub_export_macro: true });
-}
+/// The policy.
+pub struct LowestFree;
 
-use bindings::exports::wasmcni::policy::ipam::{Guest, Refusal, Request};
-use bindings::wasmcni::policy::pool::View;
-
-struct LowestFree;
-
-impl Guest for LowestFree {
-    fn propose(_req: Request, pool: &View) -> Result<u64, Refusal> {
+impl IpamPolicy for LowestFree {
+    fn propose(_req: &Request, pool: &dyn Pool) -> Result<u64, Refusal> {
         pool.next_free_from(0).ok_or(Refusal::Exhausted)
     }
 }
 
-bindings::export!(LowestFree with_types_in bindings);
+#[cfg(target_arch = "wasm32")]
+wasmcni_guest::ipam_policy!(LowestFree);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmcni_guest::ipam::{FakePool, request};
+
+    #[test]
+    fn lowest_gap_first() {
+        let pool = FakePool::new(256)
+            .take(1, "ns/a")
+            .take(2, "ns/b")
+            .take(4, "ns/c");
+        assert_eq!(
+            LowestFree::propose(&request("ns", "d", "n"), &pool).unwrap(),
+            3
+        );
+    }
+}

@@ -8,31 +8,17 @@
 //! Unqualified names resolve in the pod's namespace. The cluster's default networks come first.
 //! Interface names left out are assigned by the host (`net1`, `net2`, … by position).
 
-#![allow(
-    unsafe_code,
-    reason = "wit-bindgen's export! glue defines the component's raw ABI entry points"
-)]
-
-mod bindings {
-    #![allow(
-        missing_docs,
-        reason = "generated from wit/, which documents every item"
-    )]
-    wit_bindgen::generate!({ world: "delegation-policy", path: "../../wit", pub_export_macro: true });
-}
-
-use bindings::exports::wasmcni::policy::delegation::{
-    Attachment, Denial, Guest, NetworkRef, Request,
-};
+use wasmcni_guest::delegation::{Attachment, DelegationPolicy, Denial, NetworkRef, Request};
 
 /// The pod annotation Multus reads.
 const NETWORKS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
 
-struct MultusDefault;
+/// The policy.
+pub struct MultusDefault;
 
-impl Guest for MultusDefault {
-    fn decide(req: Request) -> Result<Vec<Attachment>, Denial> {
-        let mut out: Vec<Attachment> = req.default_networks.into_iter().map(plain).collect();
+impl DelegationPolicy for MultusDefault {
+    fn decide(req: &Request) -> Result<Vec<Attachment>, Denial> {
+        let mut out: Vec<Attachment> = req.default_networks.iter().cloned().map(plain).collect();
         let annotation = req
             .pod
             .annotations
@@ -147,4 +133,5 @@ fn parse_json(text: &str, pod_namespace: &str) -> Result<Vec<Attachment>, Denial
     Ok(out)
 }
 
-bindings::export!(MultusDefault with_types_in bindings);
+#[cfg(target_arch = "wasm32")]
+wasmcni_guest::delegation_policy!(MultusDefault);

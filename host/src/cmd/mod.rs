@@ -20,15 +20,7 @@ use crate::guest::{Guests, Pod};
 /// Run one CNI invocation. Returns what to print on stdout and whether it succeeded.
 pub fn run(env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
     // Errors are written in the caller's version when it can be read at all.
-    let version = serde_json::from_slice::<Value>(stdin)
-        .ok()
-        .and_then(|v| {
-            v.get("cniVersion")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .filter(|v| cni::supports(v))
-        .unwrap_or_else(|| "1.1.0".to_string());
+    let version = requested_version(stdin);
     match dispatch(env, stdin) {
         Ok(Some(v)) => (v.to_string(), true),
         Ok(None) => (String::new(), true),
@@ -94,7 +86,12 @@ fn dispatch(env: &[(String, String)], stdin: &[u8]) -> Result<Option<Value>, Err
 
 /// VERSION: the supported versions, in the version the caller asked in.
 fn version(stdin: &[u8]) -> Value {
-    let asked = serde_json::from_slice::<Value>(stdin)
+    json!({"cniVersion": requested_version(stdin), "supportedVersions": cni::SUPPORTED_VERSIONS})
+}
+
+/// The supported cniVersion stdin asks for, else the newest.
+fn requested_version(stdin: &[u8]) -> String {
+    serde_json::from_slice::<Value>(stdin)
         .ok()
         .and_then(|v| {
             v.get("cniVersion")
@@ -102,8 +99,7 @@ fn version(stdin: &[u8]) -> Value {
                 .map(str::to_string)
         })
         .filter(|v| cni::supports(v))
-        .unwrap_or_else(|| "1.1.0".into());
-    json!({"cniVersion": asked, "supportedVersions": cni::SUPPORTED_VERSIONS})
+        .unwrap_or_else(|| "1.1.0".to_string())
 }
 
 /// The pod a call is for, from CNI_ARGS (a Kubernetes runtime always sends them).

@@ -10,7 +10,12 @@ pub struct OwnNamespaceOnly;
 impl DelegationPolicy for OwnNamespaceOnly {
     fn decide(req: &Request) -> Result<Vec<Attachment>, Denial> {
         let pod_ns = req.pod.namespace.as_str();
-        let Some((_, value)) = req.pod.annotations.iter().find(|(k, _)| k == "k8s.v1.cni.cncf.io/networks") else {
+        let Some((_, value)) = req
+            .pod
+            .annotations
+            .iter()
+            .find(|(k, _)| k == "k8s.v1.cni.cncf.io/networks")
+        else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
@@ -25,7 +30,10 @@ impl DelegationPolicy for OwnNamespaceOnly {
                     "{element}: pods of namespace {pod_ns} may only use its own networks, not {ns}'s"
                 )));
             }
-            out.push(Attachment { interface, ..attach(ns, name) });
+            out.push(Attachment {
+                interface,
+                ..attach(ns, name)
+            });
         }
         Ok(out)
     }
@@ -43,9 +51,17 @@ mod tests {
 
     #[test]
     fn own_networks_pass() {
-        let got = OwnNamespaceOnly::decide(&request("shop", "p", &[], &[(NETWORKS, "a, shop/b@data0")])).unwrap();
-        let names: Vec<_> = got.iter().map(|a| (a.network.name.clone(), a.interface.clone())).collect();
-        assert_eq!(names, vec![("a".into(), None), ("b".into(), Some("data0".into()))]);
+        let got =
+            OwnNamespaceOnly::decide(&request("shop", "p", &[], &[(NETWORKS, "a, shop/b@data0")]))
+                .unwrap();
+        let names: Vec<_> = got
+            .iter()
+            .map(|a| (a.network.name.clone(), a.interface.clone()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("a".into(), None), ("b".into(), Some("data0".into()))]
+        );
     }
 
     #[test]

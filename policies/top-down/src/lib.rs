@@ -10,7 +10,10 @@ pub struct TopDown;
 impl IpamPolicy for TopDown {
     fn propose(_req: &Request, pool: &dyn Pool) -> Result<u64, Refusal> {
         // Walk down from the top; a pool of 60k holes costs what it reads, not a copy.
-        (0..=pool.last_offset()).rev().find(|o| pool.is_free(*o)).ok_or(Refusal::Exhausted)
+        (0..=pool.last_offset())
+            .rev()
+            .find(|o| pool.is_free(*o))
+            .ok_or(Refusal::Exhausted)
     }
 }
 
@@ -25,14 +28,23 @@ mod tests {
     #[test]
     fn hands_out_from_the_top() {
         let pool = FakePool::new(256);
-        assert_eq!(TopDown::propose(&request("ns", "a", "n"), &pool).unwrap(), 254);
+        assert_eq!(
+            TopDown::propose(&request("ns", "a", "n"), &pool).unwrap(),
+            254
+        );
         let pool = pool.take(254, "ns/a").take(253, "ns/b");
-        assert_eq!(TopDown::propose(&request("ns", "c", "n"), &pool).unwrap(), 252);
+        assert_eq!(
+            TopDown::propose(&request("ns", "c", "n"), &pool).unwrap(),
+            252
+        );
     }
 
     #[test]
     fn says_when_the_range_is_full() {
         let full = (1..255).fold(FakePool::new(256), |p, o| p.take(o, "ns/x"));
-        assert!(matches!(TopDown::propose(&request("ns", "c", "n"), &full), Err(Refusal::Exhausted)));
+        assert!(matches!(
+            TopDown::propose(&request("ns", "c", "n"), &full),
+            Err(Refusal::Exhausted)
+        ));
     }
 }

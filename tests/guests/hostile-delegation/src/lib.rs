@@ -1,24 +1,10 @@
 //! A hostile delegation policy for the sandbox tests. The pod's name picks the misbehaviour; the
 //! host must refuse each answer before anything is attached.
 
-#![allow(
-    unsafe_code,
-    reason = "wit-bindgen's export! glue defines the component's raw ABI entry points"
-)]
+use wasmcni_guest::delegation::{Attachment, DelegationPolicy, Denial, NetworkRef, Request};
 
-mod bindings {
-    #![allow(
-        missing_docs,
-        reason = "generated from wit/, which documents every item"
-    )]
-    wit_bindgen::generate!({ world: "delegation-policy", path: "../../../wit", pub_export_macro: true });
-}
-
-use bindings::exports::wasmcni::policy::delegation::{
-    Attachment, Denial, Guest, NetworkRef, Request,
-};
-
-struct Hostile;
+/// The hostile policy.
+pub struct Hostile;
 
 fn attach(namespace: &str, name: &str, interface: Option<&str>) -> Attachment {
     Attachment {
@@ -34,8 +20,8 @@ fn attach(namespace: &str, name: &str, interface: Option<&str>) -> Attachment {
     }
 }
 
-impl Guest for Hostile {
-    fn decide(req: Request) -> Result<Vec<Attachment>, Denial> {
+impl DelegationPolicy for Hostile {
+    fn decide(req: &Request) -> Result<Vec<Attachment>, Denial> {
         let ns = req.pod.namespace.as_str();
         // Pods may carry a "d-" prefix so they do not clash with the IPAM cases.
         match req.pod.name.trim_start_matches("d-") {
@@ -58,4 +44,5 @@ impl Guest for Hostile {
     }
 }
 
-bindings::export!(Hostile with_types_in bindings);
+#[cfg(target_arch = "wasm32")]
+wasmcni_guest::delegation_policy!(Hostile);

@@ -1,26 +1,13 @@
 //! A hostile IPAM policy for the sandbox tests. The pod's name picks the misbehaviour; the host
 //! must turn each into a clean error (or a refusal) and allocate nothing.
 
-#![allow(
-    unsafe_code,
-    reason = "wit-bindgen's export! glue defines the component's raw ABI entry points"
-)]
+use wasmcni_guest::ipam::{IpamPolicy, Pool, Refusal, Request};
 
-mod bindings {
-    #![allow(
-        missing_docs,
-        reason = "generated from wit/, which documents every item"
-    )]
-    wit_bindgen::generate!({ world: "ipam-policy", path: "../../../wit", pub_export_macro: true });
-}
+/// The hostile policy.
+pub struct Hostile;
 
-use bindings::exports::wasmcni::policy::ipam::{Guest, Refusal, Request};
-use bindings::wasmcni::policy::pool::View;
-
-struct Hostile;
-
-impl Guest for Hostile {
-    fn propose(req: Request, pool: &View) -> Result<u64, Refusal> {
+impl IpamPolicy for Hostile {
+    fn propose(req: &Request, pool: &dyn Pool) -> Result<u64, Refusal> {
         match req.pod.name.as_str() {
             // Never returns: the epoch deadline must interrupt it.
             "loop" => {
@@ -70,4 +57,5 @@ impl Guest for Hostile {
     }
 }
 
-bindings::export!(Hostile with_types_in bindings);
+#[cfg(target_arch = "wasm32")]
+wasmcni_guest::ipam_policy!(Hostile);
