@@ -104,6 +104,10 @@ pub struct PluginConf {
     /// `prevResult`: set when wasmcni is not first in its list.
     #[serde(default)]
     pub prev_result: Option<Value>,
+    /// `runtimeConfig`: capability arguments the runtime fills in for the capabilities the
+    /// conflist declares (containerd: `io.kubernetes.cri.pod-annotations`, …).
+    #[serde(default)]
+    pub runtime_config: Option<Value>,
 }
 
 impl PluginConf {

@@ -31,10 +31,20 @@ pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error>
         crate::netns::Netns::open(netns)?;
     }
 
-    // 1. The pod, as the API server knows it.
+    // 1. The pod: its annotations from the runtime when it passes them (capability
+    //    io.kubernetes.cri.pod-annotations: no API round trip), else as the API server knows it.
     let kube = k8s::Client::from_kubeconfig(&conf.kubeconfig).await?;
-    let pod = kube.pod(&namespace, &name).await?;
-    let facts = pod_facts(&pod, &namespace, &name, req.args.pod_uid.as_deref());
+    let uid = req.args.pod_uid.as_deref();
+    let facts = match runtime_annotations(&conf) {
+        Some(annotations) => Pod {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            uid: uid.unwrap_or_default().into(),
+            labels: Vec::new(),
+            annotations,
+        },
+        None => pod_facts(&kube.pod(&namespace, &name).await?, &namespace, &name, uid),
+    };
     let call = call(req, conf, facts.clone(), Some(kube.clone()))?;
 
     // 2. Which extra networks: the delegation guest decides, the host validates and resolves.
@@ -169,6 +179,18 @@ fn pod_facts(
         labels: pairs(&pod.metadata.labels),
         annotations: pairs(&pod.metadata.annotations),
     }
+}
+
+/// The pod's annotations as the runtime passed them (`runtimeConfig` capability
+/// `io.kubernetes.cri.pod-annotations`), if it did. Labels are not passed this way: a
+/// label-driven delegation policy needs the pod read from the API (leave the capability out).
+fn runtime_annotations(conf: &PluginConf) -> Option<Vec<(String, String)>> {
+    let map = conf.runtime_config.as_ref()?.get("io.kubernetes.cri.pod-annotations")?.as_object()?;
+    Some(
+        map.iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+            .collect(),
+    )
 }
 
 /// `defaultNetworks` of the config as references (unqualified names are in the pod's namespace).
