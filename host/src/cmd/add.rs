@@ -185,7 +185,11 @@ fn pod_facts(
 /// `io.kubernetes.cri.pod-annotations`), if it did. Labels are not passed this way: a
 /// label-driven delegation policy needs the pod read from the API (leave the capability out).
 fn runtime_annotations(conf: &PluginConf) -> Option<Vec<(String, String)>> {
-    let map = conf.runtime_config.as_ref()?.get("io.kubernetes.cri.pod-annotations")?.as_object()?;
+    let map = conf
+        .runtime_config
+        .as_ref()?
+        .get("io.kubernetes.cri.pod-annotations")?
+        .as_object()?;
     Some(
         map.iter()
             .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
