@@ -73,25 +73,13 @@ expect_nothing_left "missing delegation guest"
 
 # A NAD naming an IPAM policy that does not exist: fails after the cluster network was attached,
 # so the rollback is what keeps the node clean.
-kc apply -f - >/dev/null <<'YAML'
-apiVersion: k8s.cni.cncf.io/v1
-kind: NetworkAttachmentDefinition
-metadata: {name: bad-policy, namespace: default}
-spec:
-  config: '{"cniVersion":"0.3.1","type":"macvlan","master":"eth1","ipam":{"type":"whereabouts","range":"172.16.9.0/24","policy":{"guest":"no-such-policy"}}}'
-YAML
+apply_nad bad-policy '{"cniVersion":"0.3.1","type":"macvlan","master":"eth1","ipam":{"type":"whereabouts","range":"172.16.9.0/24","policy":{"guest":"no-such-policy"}}}'
 make_pod bad-policy "bad-policy"
 direct "$CONF" "${ADD_ENV[@]}" "$(args bad-policy)"
 expect_error "missing IPAM guest" 102 "no-such-policy"
 expect_nothing_left "missing IPAM guest (rolled back)"
 
-kc apply -f - >/dev/null <<'YAML'
-apiVersion: k8s.cni.cncf.io/v1
-kind: NetworkAttachmentDefinition
-metadata: {name: bad-range, namespace: default}
-spec:
-  config: '{"cniVersion":"0.3.1","type":"macvlan","master":"eth1","ipam":{"type":"whereabouts","range":"172.16.9.0"}}'
-YAML
+apply_nad bad-range '{"cniVersion":"0.3.1","type":"macvlan","master":"eth1","ipam":{"type":"whereabouts","range":"172.16.9.0"}}'
 make_pod bad-range "bad-range"
 direct "$CONF" "${ADD_ENV[@]}" "$(args bad-range)"
 expect_error "range not a CIDR" 7 "is not a CIDR"

@@ -14,13 +14,7 @@ DELEG_SHA=$(sha256sum "$DELEG_WASM" | cut -d' ' -f1)
 make_master eth1
 new_netns wcni-hostile
 POOL=172.16.7.0-24
-kc apply -f - >/dev/null <<YAML
-apiVersion: k8s.cni.cncf.io/v1
-kind: NetworkAttachmentDefinition
-metadata: {name: hostile-ipam, namespace: default}
-spec:
-  config: '{"cniVersion":"1.0.0","type":"macvlan","master":"eth1","ipam":{"type":"whereabouts","range":"172.16.7.0/24","policy":{"guest":"hostile"}}}'
-YAML
+apply_nad hostile-ipam '{"cniVersion":"1.0.0","type":"macvlan","master":"eth1","ipam":{"type":"whereabouts","range":"172.16.7.0/24","policy":{"guest":"hostile"}}}'
 # The admin pins the hostile policy by name (the module itself in the ConfigMap's binaryData).
 kc -n kube-system create configmap wasmcni-guests --from-file=hostile.wasm="$IPAM_WASM" \
     --from-literal=hostile.sha256="$IPAM_SHA" >/dev/null

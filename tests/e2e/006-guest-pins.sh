@@ -16,13 +16,7 @@ SHA=$(sha256sum "$LOWEST" | cut -d' ' -f1)
 check_eq "the built-in lowest-free is the module guests/ builds" "$SHA" "$("$WASMCNI" guests | awk '$1=="lowest-free"{print $2}')"
 
 nad() {  # nad NAME POLICY_JSON
-    kc apply -f - >/dev/null <<YAML
-apiVersion: k8s.cni.cncf.io/v1
-kind: NetworkAttachmentDefinition
-metadata: {name: $1, namespace: default}
-spec:
-  config: '{"cniVersion":"1.0.0","type":"macvlan","master":"eth1","ipam":{"type":"whereabouts","range":"172.16.8.0/24","policy":$2}}'
-YAML
+    apply_nad "$1" '{"cniVersion":"1.0.0","type":"macvlan","master":"eth1","ipam":{"type":"whereabouts","range":"172.16.8.0/24","policy":'"$2"'}}'
 }
 # attach NAME POLICY_JSON: a fresh pod on a NAD naming POLICY; prints cnitool's stderr on failure.
 attach() {

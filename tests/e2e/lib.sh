@@ -87,17 +87,18 @@ cni() {
         "$TOOLS/bin/cnitool" "$verb" wasmcni "/var/run/netns/$ns"
 }
 
+# apply_nad NAME CONFIG_JSON: NetworkAttachmentDefinition default/NAME with spec.config CONFIG_JSON.
+apply_nad() {
+    jq -n --arg name "$1" --arg config "$2" \
+        '{apiVersion: "k8s.cni.cncf.io/v1", kind: "NetworkAttachmentDefinition",
+          metadata: {name: $name, namespace: "default"}, spec: {config: $config}}' | kc apply -f - >/dev/null
+}
+
 # The seed's NetworkAttachmentDefinition, for a link of TYPE (ipvlan|macvlan) on MASTER.
 apply_seed_nad() {
     local name=$1 type=$2 master=$3 range=${4:-172.16.1.0/24}
     local mode; [[ $type == ipvlan ]] && mode=l2 || mode=bridge
-    kc apply -f - >/dev/null <<YAML
-apiVersion: k8s.cni.cncf.io/v1
-kind: NetworkAttachmentDefinition
-metadata: {name: $name, namespace: default}
-spec:
-  config: '{"cniVersion":"0.3.1","plugins":[{"type":"$type","master":"$master","mode":"$mode","ipam":{"type":"whereabouts","range":"$range"}}]}'
-YAML
+    apply_nad "$name" "{\"cniVersion\":\"0.3.1\",\"plugins\":[{\"type\":\"$type\",\"master\":\"$master\",\"mode\":\"$mode\",\"ipam\":{\"type\":\"whereabouts\",\"range\":\"$range\"}}]}"
 }
 
 # make_pod NAME NETWORKS_ANNOTATION: a Pod object (no kubelet runs; it only has to exist).

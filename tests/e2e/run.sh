@@ -36,6 +36,8 @@ scenarios=("$@")
 rc=0
 for s in "${scenarios[@]}"; do
     echo "=== $(basename "$s")" >&2
-    bash "$s" || { echo "FAIL $(basename "$s" .sh): exited $?" >> "$E2E_RESULTS"; rc=1; }
+    bash "$s"
+    status=$?
+    if [[ $status != 0 ]]; then echo "FAIL $(basename "$s" .sh): the scenario exited $status" >> "$E2E_RESULTS"; rc=1; fi
 done
 exit $rc
