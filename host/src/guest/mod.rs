@@ -403,7 +403,8 @@ impl Guests {
 
 /// Run `f` where no tokio runtime is entered. wasmtime-wasi's synchronous bindings block on tokio
 /// internally (a guest writing to stderr, e.g. a panic message, goes through them), which panics
-/// on a runtime's own thread — and a CNI call runs inside one. A scoped thread costs tens of µs.
+/// on a runtime's own thread — and a CNI call runs inside one. (The benchmark calls guests with no
+/// runtime entered, so this thread is not part of its figures.)
 fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     if tokio::runtime::Handle::try_current().is_err() {
         return f();
