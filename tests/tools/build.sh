@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # tests/tools/build.sh — build the pinned test tools (kube-apiserver, kubectl,
-# etcd, cnitool and the CNI reference plugins) from the Go modules pinned in
-# tests/tools/go.mod + go.sum, and point the symlink tests/.tools at them.
+# etcd, cnitool, cniconvert and the CNI reference plugins) from the Go modules
+# pinned in tests/tools/go.mod + go.sum, and point the symlink tests/.tools at
+# them.
 #
 #   tests/tools/build.sh            # build if needed, then print the tools dir
 #
 # Output: ${WASMCNI_TOOLS_CACHE:-/var/cache/wasmcni-tools}/<key>/{bin,cni}
-#   bin/: kube-apiserver kubectl etcd cnitool
+#   bin/: kube-apiserver kubectl etcd cnitool cniconvert
 #   cni/: bridge host-local loopback ipvlan macvlan ptp static tuning
-# <key> is a hash of go.mod, go.sum, build.sh, cmd/etcd/main.go and the Go
+#         dummy host-device vlan bandwidth firewall portmap sbr vrf
+# <key> is a hash of go.mod, go.sum, build.sh, every cmd/*/main.go and the Go
 # version/OS/arch, so any change of pins or build flags builds a fresh dir.
 # A complete dir is reused as is (about a second); a new one is built in a
 # temp dir next to it and renamed into place, so a dir that exists is complete.
@@ -34,13 +36,15 @@ export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 
 cd "$HERE"
 KEY=$( {
-    cat go.mod go.sum build.sh cmd/etcd/main.go
+    cat go.mod go.sum build.sh
+    for f in cmd/*/main.go; do echo "$f"; cat "$f"; done # sorted by the glob
     go env GOVERSION GOOS GOARCH
 } | sha256sum | cut -c1-16)
 OUT="$CACHE_ROOT/$KEY"
 
-BIN_TOOLS=(kube-apiserver kubectl etcd cnitool)
-CNI_PLUGINS=(bridge host-local loopback ipvlan macvlan ptp static tuning)
+BIN_TOOLS=(kube-apiserver kubectl etcd cnitool cniconvert)
+CNI_PLUGINS=(bridge host-local loopback ipvlan macvlan ptp static tuning
+    dummy host-device vlan bandwidth firewall portmap sbr vrf)
 
 is_complete() {
     local d=$1 f
@@ -100,6 +104,7 @@ declare -A PKG=(
     [kubectl]=k8s.io/kubernetes/cmd/kubectl
     [etcd]=./cmd/etcd
     [cnitool]=github.com/containernetworking/cni/cnitool
+    [cniconvert]=./cmd/cniconvert
     [bridge]=github.com/containernetworking/plugins/plugins/main/bridge
     [host-local]=github.com/containernetworking/plugins/plugins/ipam/host-local
     [loopback]=github.com/containernetworking/plugins/plugins/main/loopback
@@ -108,6 +113,14 @@ declare -A PKG=(
     [ptp]=github.com/containernetworking/plugins/plugins/main/ptp
     [static]=github.com/containernetworking/plugins/plugins/ipam/static
     [tuning]=github.com/containernetworking/plugins/plugins/meta/tuning
+    [dummy]=github.com/containernetworking/plugins/plugins/main/dummy
+    [host-device]=github.com/containernetworking/plugins/plugins/main/host-device
+    [vlan]=github.com/containernetworking/plugins/plugins/main/vlan
+    [bandwidth]=github.com/containernetworking/plugins/plugins/meta/bandwidth
+    [firewall]=github.com/containernetworking/plugins/plugins/meta/firewall
+    [portmap]=github.com/containernetworking/plugins/plugins/meta/portmap
+    [sbr]=github.com/containernetworking/plugins/plugins/meta/sbr
+    [vrf]=github.com/containernetworking/plugins/plugins/meta/vrf
 )
 
 {
@@ -137,6 +150,7 @@ build_one kube-apiserver bin "$k8s_ldflags"
 build_one kubectl bin "$k8s_ldflags"
 build_one etcd bin ""
 build_one cnitool bin ""
+build_one cniconvert bin ""
 for p in "${CNI_PLUGINS[@]}"; do
     build_one "$p" cni " $plugins_ldflags"
 done

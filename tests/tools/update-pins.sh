@@ -58,7 +58,15 @@ go get -tool \
     "github.com/containernetworking/plugins/plugins/main/ptp@$PLUGINS" \
     "github.com/containernetworking/plugins/plugins/ipam/host-local@$PLUGINS" \
     "github.com/containernetworking/plugins/plugins/ipam/static@$PLUGINS" \
-    "github.com/containernetworking/plugins/plugins/meta/tuning@$PLUGINS"
+    "github.com/containernetworking/plugins/plugins/meta/tuning@$PLUGINS" \
+    "github.com/containernetworking/plugins/plugins/main/dummy@$PLUGINS" \
+    "github.com/containernetworking/plugins/plugins/main/host-device@$PLUGINS" \
+    "github.com/containernetworking/plugins/plugins/main/vlan@$PLUGINS" \
+    "github.com/containernetworking/plugins/plugins/meta/bandwidth@$PLUGINS" \
+    "github.com/containernetworking/plugins/plugins/meta/firewall@$PLUGINS" \
+    "github.com/containernetworking/plugins/plugins/meta/portmap@$PLUGINS" \
+    "github.com/containernetworking/plugins/plugins/meta/sbr@$PLUGINS" \
+    "github.com/containernetworking/plugins/plugins/meta/vrf@$PLUGINS"
 go get "go.etcd.io/etcd/server/v3@$ETCD"
 go mod tidy
 go mod verify
