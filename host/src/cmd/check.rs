@@ -1,6 +1,8 @@
-//! CHECK: what ADD made is still there (from the delegate cache, chain by chain).
+//! CHECK: what ADD made is still there. The cluster network is checked against the result the
+//! runtime passes back (`prevResult`, which must be what ADD returned); the extra networks
+//! against their results in the delegate cache. Each chain's plugins check their own part.
 
-use super::{call, pod_ref, pod_stub};
+use super::{call, pod_ref, pod_stub, prev_result};
 use crate::cni::{Code, Error, Request};
 use crate::config::PluginConf;
 use crate::delegate::{self, cache::Record};
@@ -15,11 +17,44 @@ pub(super) async fn check(req: &Request, conf: PluginConf) -> Result<(), Error> 
             format!("no ADD is recorded for container {}", req.container_id),
         )
     })?;
+    let given = prev_result(&conf)?.ok_or_else(|| {
+        Error::new(
+            Code::InvalidConfig,
+            "CHECK needs prevResult",
+            "the runtime must pass the result of ADD as prevResult (libcni does)",
+        )
+    })?;
+    let recorded = rec.cluster_result.as_ref().ok_or_else(|| {
+        Error::new(
+            Code::UnknownContainer,
+            "ADD did not finish",
+            format!(
+                "the cluster network {} has no recorded result",
+                rec.cluster.name
+            ),
+        )
+    })?;
+    // The runtime's copy and ours must agree on what the pod has.
+    let addrs = |r: &crate::cni::types::CniResult| {
+        let mut a: Vec<String> = r.ips.iter().map(|i| i.address.to_string()).collect();
+        a.sort();
+        a
+    };
+    if addrs(&given) != addrs(recorded) {
+        return Err(Error::new(
+            Code::Drift,
+            "CHECK found drift",
+            format!(
+                "cluster network {}: prevResult has addresses [{}], ADD returned [{}]",
+                rec.cluster.name,
+                addrs(&given).join(", "),
+                addrs(recorded).join(", ")
+            ),
+        ));
+    }
     let kube = k8s::Client::from_kubeconfig(&conf.kubeconfig).await.ok();
     let call = call(req, conf, pod_stub(&namespace, &name, None), kube)?;
-    if let Some(prev) = &rec.cluster_result {
-        delegate::check_chain(&call, &rec.cluster.name, &rec.cluster, &rec.ifname, prev).await?;
-    }
+    delegate::check_chain(&call, &rec.cluster.name, &rec.cluster, &rec.ifname, &given).await?;
     for (att, prev) in rec.attachments.iter().zip(&rec.results) {
         let prev = prev.as_ref().ok_or_else(|| {
             Error::new(

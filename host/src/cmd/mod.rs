@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::cni::types::CniResult;
 use crate::cni::{self, Code, Command, Error, Request};
 use crate::config::PluginConf;
 use crate::delegate::Call;
@@ -68,6 +69,8 @@ fn dispatch(env: &[(String, String)], stdin: &[u8]) -> Result<Option<Value>, Err
         return Ok(Some(version(stdin)));
     }
     let conf = PluginConf::parse(stdin)?;
+    allowed_at(req.command, &conf.cni_version)?;
+    prev_result(&conf)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -77,11 +80,56 @@ fn dispatch(env: &[(String, String)], stdin: &[u8]) -> Result<Option<Value>, Err
             Command::Add => add::add(&req, conf).await.map(Some),
             Command::Del => del::del(&req, conf).await.map(|()| None),
             Command::Check => check::check(&req, conf).await.map(|()| None),
-            Command::Status => status::status(&conf).map(|()| None),
+            Command::Status => status::status(&conf).await.map(|()| None),
             Command::Gc => gc::gc(&req, conf, stdin).await.map(|()| None),
             Command::Version => unreachable!("answered above"),
         }
     })
+}
+
+/// Verbs newer than the config's cniVersion are refused the way libcni's skel refuses them
+/// (code 1, "config version does not allow CHECK"): CHECK came with 0.4.0, STATUS and GC with
+/// 1.1.0.
+fn allowed_at(command: Command, version: &str) -> Result<(), Error> {
+    let (since, verb) = match command {
+        Command::Check => ("0.4.0", "CHECK"),
+        Command::Status => ("1.1.0", "STATUS"),
+        Command::Gc => ("1.1.0", "GC"),
+        _ => return Ok(()),
+    };
+    let rank = |v: &str| cni::SUPPORTED_VERSIONS.iter().position(|s| *s == v);
+    if rank(version) < rank(since) {
+        return Err(Error::new(
+            Code::IncompatibleVersion,
+            format!("config version does not allow {verb}"),
+            format!("{verb} needs cniVersion {since} or later; the config is {version}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A `prevResult` must be a result of the config's own version: a runtime converts the result
+/// it cached to the config's version before passing it (libcni does).
+pub(crate) fn prev_result(conf: &PluginConf) -> Result<Option<CniResult>, Error> {
+    let Some(v) = &conf.prev_result else {
+        return Ok(None);
+    };
+    let version = v.get("cniVersion").and_then(Value::as_str);
+    if let Some(version) = version
+        && version != conf.cni_version
+    {
+        return Err(Error::new(
+            Code::IncompatibleVersion,
+            "prevResult is of another version",
+            format!(
+                "prevResult is cniVersion {version:?} but the config is {:?}; pass the result converted to the config's version",
+                conf.cni_version
+            ),
+        ));
+    }
+    CniResult::from_value(v)
+        .map(Some)
+        .map_err(|why| Error::new(Code::InvalidConfig, "invalid prevResult", why))
 }
 
 /// VERSION: the supported versions, in the version the caller asked in.

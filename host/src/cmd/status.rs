@@ -1,11 +1,22 @@
-//! STATUS: whether an ADD could succeed now (spec 1.1).
+//! STATUS (spec 1.1): whether an ADD could succeed now, and whether pods already attached
+//! have lost connectivity.
+//!
+//! 50 (not available): the cluster network's config is unusable, the kubeconfig is missing,
+//! the IPAM store (IPPools on the API server) does not answer — wasmcni keeps no local copy of
+//! the pools, so there is no cache to fall back on — or a master named by the cluster network
+//! is missing while no pod uses it yet.
+//! 51 (not available, existing pods may have limited connectivity): a master interface that
+//! attached pods hang off is gone (the kernel deletes ipvlan/macvlan children with their master).
+
+use std::collections::BTreeMap;
 
 use crate::cni::{Code, Error};
 use crate::config::PluginConf;
-use crate::delegate;
+use crate::delegate::{self, cache::Record};
+use crate::{k8s, netlink, netns};
 
-pub(super) fn status(conf: &PluginConf) -> Result<(), Error> {
-    delegate::cluster_network(&conf.cluster_network)
+pub(super) async fn status(conf: &PluginConf) -> Result<(), Error> {
+    let cluster = delegate::cluster_network(&conf.cluster_network)
         .map_err(|e| Error::new(Code::NotAvailable, "cluster network not ready", e.details))?;
     if !conf.kubeconfig.is_file() {
         return Err(Error::new(
@@ -14,5 +25,82 @@ pub(super) fn status(conf: &PluginConf) -> Result<(), Error> {
             format!("{} does not exist", conf.kubeconfig.display()),
         ));
     }
+
+    // Masters: the cluster network's, and those of every attachment recorded on this node.
+    let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for m in delegate::masters(&cluster) {
+        users.entry(m).or_default();
+    }
+    for rec in Record::all(&conf.cni_dir) {
+        for m in delegate::masters(&rec.cluster) {
+            users.entry(m).or_default().push(rec.podref.clone());
+        }
+        for att in &rec.attachments {
+            for m in delegate::masters(&att.chain) {
+                users.entry(m).or_default().push(format!(
+                    "{} ({} via {})",
+                    rec.podref, att.ifname, att.network
+                ));
+            }
+        }
+    }
+    let host = netns::host_handle()
+        .map_err(|e| Error::new(Code::NotAvailable, "cannot open netlink", e.to_string()))?;
+    let mut gone = Vec::new();
+    for (master, pods) in &users {
+        match netlink::find(&host, master).await {
+            Ok(Some(_)) => {}
+            Ok(None) => gone.push((master, pods)),
+            Err(e) => {
+                return Err(Error::new(
+                    Code::NotAvailable,
+                    "cannot list the node's links",
+                    format!("looking up master {master}: {e}"),
+                ));
+            }
+        }
+    }
+    if let Some((master, _)) = gone.iter().find(|(_, pods)| !pods.is_empty()) {
+        let affected: Vec<&String> = gone.iter().flat_map(|(_, p)| p.iter()).collect();
+        return Err(Error::new(
+            Code::NotAvailableLimited,
+            format!("master interface {master} is gone"),
+            format!(
+                "attached pods lost the links on it: {}; restore the interface (or fix the network configs) and recreate those pods",
+                affected
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    if let Some((master, _)) = gone.first() {
+        return Err(Error::new(
+            Code::NotAvailable,
+            format!("master interface {master} is gone"),
+            format!(
+                "the cluster network {} needs {master} on this node",
+                cluster.name
+            ),
+        ));
+    }
+
+    // The IPAM store.
+    let unreachable = |e: k8s::Error| {
+        Error::new(
+            Code::NotAvailable,
+            "IPAM store unreachable",
+            format!(
+                "{e}: addresses live in IPPools on the API server and wasmcni keeps no local copy; ADD cannot allocate until it answers"
+            ),
+        )
+    };
+    let kube = k8s::Client::from_kubeconfig(&conf.kubeconfig)
+        .await
+        .map_err(unreachable)?;
+    kube.probe_ip_pools(&conf.ipam_namespace)
+        .await
+        .map_err(unreachable)?;
     Ok(())
 }

@@ -23,6 +23,8 @@ pub enum Code {
     TryAgainLater = 11,
     /// 50: STATUS: the plugin is not available.
     NotAvailable = 50,
+    /// 51: STATUS: not available, and pods already attached may have limited connectivity.
+    NotAvailableLimited = 51,
     /// 100: a policy guest refused the pod (bad annotation, forbidden network).
     GuestDenied = 100,
     /// 101: a policy guest failed: trap, deadline, memory cap, or an answer the host rejected.
@@ -39,6 +41,9 @@ pub enum Code {
     Netlink = 106,
     /// 107: a delegated plugin (exec'd from CNI_PATH) failed.
     Delegate = 107,
+    /// 108: CHECK found an attachment that differs from what ADD made (link, address, route,
+    /// or the IPAM allocation).
+    Drift = 108,
     /// 999: a bug.
     Internal = 999,
 }
@@ -197,6 +202,7 @@ impl From<crate::delegate::Error> for Error {
                 Error::new(Code::Delegate, e.to_string(), chain(&e))
             }
             D::Cache { .. } => Error::new(Code::Io, e.to_string(), chain(&e)),
+            D::Drift { .. } => Error::new(Code::Drift, "CHECK found drift", e.to_string()),
             D::Ipam(i) => i.into(),
             D::Guest(g) => g.into(),
             D::Api(k) => k.into(),

@@ -163,26 +163,175 @@ pub async fn del(call: &Call, network: &str, conf: &Value, ifname: &str) -> Resu
     released.and(deleted)
 }
 
-/// The link exists in the pod and carries the addresses of the result it was given.
+/// CHECK: the attachment is still what ADD made, as its result (`prevResult`) says — the link
+/// in the pod with its kind, mode, master and MAC, every address and route, and the address
+/// still recorded for this container in the IPPool (or the exec'd IPAM's own CHECK). The first
+/// difference is reported as drift, naming what was expected and what is there.
 pub async fn check(call: &Call, network: &str, conf: &Value, ifname: &str) -> Result<(), Error> {
-    parse(network, conf)?;
+    let p = parse(network, conf)?;
+    let drift = |what: String| Error::Drift {
+        network: network.into(),
+        ifname: ifname.into(),
+        what,
+    };
+    let prev = match conf.get("prevResult") {
+        Some(v) => CniResult::from_value(v).map_err(|why| Error::Config {
+            network: network.into(),
+            why: format!("prevResult: {why}"),
+        })?,
+        None => {
+            return Err(Error::Config {
+                network: network.into(),
+                why: "CHECK needs the ADD result as prevResult".into(),
+            });
+        }
+    };
     let path = call.netns.clone().ok_or_else(|| Error::Config {
         network: network.into(),
         why: "CNI_NETNS is required".into(),
     })?;
+    let sandbox = path.display().to_string();
+    let (idx, iface) = prev
+        .interfaces
+        .iter()
+        .enumerate()
+        .find(|(_, i)| i.name == ifname && !i.sandbox.is_empty())
+        .ok_or_else(|| drift(format!("prevResult has no interface {ifname} in a sandbox")))?;
+    if iface.sandbox != sandbox {
+        return Err(drift(format!(
+            "prevResult puts {ifname} in {}, but CNI_NETNS is {sandbox}",
+            iface.sandbox
+        )));
+    }
     let ns = Netns::open(&path).map_err(Error::Netlink)?;
-    let h = ns.handle().map_err(Error::Netlink)?;
-    match netlink::find(&h, ifname).await {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(Error::Config {
-            network: network.into(),
-            why: format!("interface {ifname} is missing from {}", path.display()),
-        }),
-        Err(source) => Err(Error::Netlink(netlink::Error::Configure {
-            step: "looking up the link".into(),
-            ifname: ifname.into(),
-            source: Box::new(source),
-        })),
+    let inside = ns.handle().map_err(Error::Netlink)?;
+    let lookup = |step: &str| {
+        let step = step.to_string();
+        move |source| {
+            Error::Netlink(netlink::Error::Configure {
+                step,
+                ifname: ifname.into(),
+                source: Box::new(source),
+            })
+        }
+    };
+    let link = netlink::inspect(&inside, ifname)
+        .await
+        .map_err(lookup("looking up the link"))?
+        .ok_or_else(|| drift(format!("interface {ifname} is missing from {sandbox}")))?;
+
+    // The link: kind and mode, master, MAC.
+    if link.kind != Some(p.kind) {
+        let is = match link.kind {
+            Some(k) => k.describe(),
+            None if link.kind_name.is_empty() => "a plain device".into(),
+            None => format!("a {} link", link.kind_name),
+        };
+        return Err(drift(format!(
+            "is {is}, the config says {}",
+            p.kind.describe()
+        )));
+    }
+    let host = netns::host_handle().map_err(Error::Netlink)?;
+    let master = netlink::find(&host, &p.master)
+        .await
+        .map_err(lookup("looking up the master"))?
+        .ok_or_else(|| drift(format!("master {} is gone from the node", p.master)))?;
+    if link.parent != Some(master.0) {
+        return Err(drift(format!(
+            "is no longer a child of master {} (index {}); its parent index is {:?}",
+            p.master, master.0, link.parent
+        )));
+    }
+    if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&link.mac) {
+        return Err(drift(format!(
+            "MAC is {}, ADD reported {}",
+            link.mac, iface.mac
+        )));
+    }
+    if let (Some(want), Some(got)) = (p.mtu, link.mtu)
+        && want != got
+    {
+        return Err(drift(format!("MTU is {got}, the config says {want}")));
+    }
+
+    // Addresses and routes of the result.
+    let mine: Vec<&IpConfig> = prev
+        .ips
+        .iter()
+        .filter(|ip| ip.interface.is_none_or(|i| i == idx))
+        .collect();
+    for ip in &mine {
+        if !link.addrs.contains(&ip.address) {
+            let has: Vec<String> = link.addrs.iter().map(ToString::to_string).collect();
+            return Err(drift(format!(
+                "address {} from the ADD result is missing (it has {})",
+                ip.address,
+                if has.is_empty() {
+                    "none".into()
+                } else {
+                    has.join(", ")
+                }
+            )));
+        }
+    }
+    let routes = netlink::routes(&inside, link.index)
+        .await
+        .map_err(lookup("listing routes"))?;
+    let gateways: Vec<_> = mine.iter().filter_map(|i| i.gateway).collect();
+    for r in &prev.routes {
+        let gw = r.gw.or_else(|| {
+            gateways
+                .iter()
+                .copied()
+                .find(|g| g.is_ipv4() == r.dst.is_ipv4())
+        });
+        let present = routes
+            .iter()
+            .any(|(dst, via)| *dst == r.dst && (gw.is_none() || *via == gw));
+        if !present {
+            let via = gw.map(|g| format!(" via {g}")).unwrap_or_default();
+            return Err(drift(format!("route {}{via} is missing", r.dst)));
+        }
+    }
+
+    // The allocation behind the addresses.
+    match &p.ipam {
+        Ipam::None => Ok(()),
+        Ipam::Exec(t) => exec::run(call, Command::Check, network, t, conf, ifname)
+            .await
+            .map(drop),
+        Ipam::InProcess(ic) => {
+            let kube = call.kube.as_ref().ok_or_else(|| Error::Config {
+                network: network.into(),
+                why: "no Kubernetes client".into(),
+            })?;
+            let me = owner(call, ifname);
+            for ip in &mine {
+                let held = ipam::holder(kube, ic, &call.conf.ipam_namespace, ip.address.ip())
+                    .await
+                    .map_err(Error::Ipam)?;
+                match held {
+                    Some(a) if me.holds(&a) => {}
+                    Some(a) => {
+                        return Err(drift(format!(
+                            "IPPool records {} for container {} ({} {}), not for this one",
+                            ip.address.ip(),
+                            a.id,
+                            a.podref,
+                            a.ifname
+                        )));
+                    }
+                    None => {
+                        return Err(drift(format!(
+                            "IPPool no longer records {} (it could be handed to another pod)",
+                            ip.address.ip()
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        }
     }
 }
 

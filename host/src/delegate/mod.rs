@@ -80,6 +80,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// CHECK found the attachment differs from what ADD made.
+    #[error("network {network}, {ifname}: {what}")]
+    Drift {
+        /// The network.
+        network: String,
+        /// The interface in the pod.
+        ifname: String,
+        /// What differs: expected and found.
+        what: String,
+    },
     /// IPAM failed.
     #[error(transparent)]
     Ipam(ipam::Error),
@@ -183,6 +193,20 @@ impl Call {
     pub fn note_for(&self, ifname: &str) -> Option<String> {
         self.notes.lock().ok().and_then(|n| n.get(ifname).cloned())
     }
+}
+
+/// The master interfaces the built-in plugins of `chain` create links on.
+pub fn masters(chain: &NetConfList) -> Vec<String> {
+    chain
+        .plugins
+        .iter()
+        .filter(|p| {
+            p.get("type")
+                .and_then(|t| t.as_str())
+                .is_some_and(builtin::handles)
+        })
+        .filter_map(|p| p.get("master").and_then(|m| m.as_str()).map(str::to_string))
+        .collect()
 }
 
 /// Run `chain`'s ADD for `ifname`: each plugin in order, each given the previous result.

@@ -129,7 +129,8 @@ pub struct Owner {
 }
 
 impl Owner {
-    fn holds(&self, a: &IpAllocation) -> bool {
+    /// Whether allocation `a` is this owner's.
+    pub fn holds(&self, a: &IpAllocation) -> bool {
         a.id == self.container_id
             && (self.ifname.is_empty() || a.ifname.is_empty() || a.ifname == self.ifname)
     }
@@ -252,6 +253,24 @@ pub async fn allocate(
         pool: name,
         attempts: MAX_ATTEMPTS,
     })
+}
+
+/// Who the IPPool of `conf`'s range records as holding `ip` (`None`: nobody, or no pool).
+pub async fn holder(
+    kube: &k8s::Client,
+    conf: &IpamConf,
+    namespace: &str,
+    ip: IpAddr,
+) -> Result<Option<IpAllocation>, Error> {
+    let range = conf.range()?;
+    let Some(offset) = range.offset_of(ip) else {
+        return Ok(None);
+    };
+    let pool = kube
+        .ip_pool(namespace, &conf.pool_name(&range))
+        .await
+        .map_err(Error::Store)?;
+    Ok(pool.and_then(|p| offsets(&p.spec).remove(&offset)))
 }
 
 /// Release `owner`'s addresses from the pools `pools` (all pools in `namespace` when `None`).

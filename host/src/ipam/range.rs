@@ -158,6 +158,14 @@ impl Range {
         (self.first, self.last)
     }
 
+    /// The offset of `ip` in the network, if it is inside it.
+    pub fn offset_of(&self, ip: IpAddr) -> Option<u64> {
+        if !self.net.contains(ip) {
+            return None;
+        }
+        u64::try_from(to_u128(ip) - to_u128(self.net.network())).ok()
+    }
+
     /// The address at `offset`, with the range's prefix length.
     pub fn address(&self, offset: u64) -> IpNetwork {
         let v = to_u128(self.net.network()) + u128::from(offset);

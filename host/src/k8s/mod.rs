@@ -277,6 +277,15 @@ impl Client {
             .map_err(|e| Error::from_kube(format!("listing IPPools in {namespace}"), e))
     }
 
+    /// Whether the IPPool store answers: one list request of at most one object.
+    pub async fn probe_ip_pools(&self, namespace: &str) -> Result<(), Error> {
+        let api: Api<IPPool> = Api::namespaced(self.kube.clone(), namespace);
+        api.list(&kube::api::ListParams::default().limit(1))
+            .await
+            .map(drop)
+            .map_err(|e| Error::from_kube(format!("listing IPPools in {namespace}"), e))
+    }
+
     /// Write `pool`: create it when it has no resourceVersion, else replace it only if the
     /// stored resourceVersion still matches (the API server's compare-and-swap).
     pub async fn write_ip_pool(&self, namespace: &str, pool: &IPPool) -> Result<Cas, Error> {

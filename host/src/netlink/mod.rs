@@ -9,7 +9,12 @@ use std::path::PathBuf;
 
 use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
-use rtnetlink::packet_route::link::{IpVlanMode, LinkAttribute, MacVlanMode};
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::{
+    InfoData, InfoIpVlan, InfoKind, InfoMacVlan, IpVlanMode, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage, MacVlanMode,
+};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use rtnetlink::{Handle, LinkIpVlan, LinkMacVlan, LinkUnspec, RouteMessageBuilder};
 
 use crate::cni::types::Route;
@@ -97,6 +102,43 @@ impl LinkKind {
             LinkKind::Macvlan(_) => "macvlan",
         }
     }
+
+    /// The kind and mode as the reference plugins' config spells them (`macvlan mode bridge`).
+    pub fn describe(&self) -> String {
+        let mode = match self {
+            LinkKind::Ipvlan(IpVlanMode::L2) => "l2",
+            LinkKind::Ipvlan(IpVlanMode::L3) => "l3",
+            LinkKind::Ipvlan(IpVlanMode::L3S) => "l3s",
+            LinkKind::Macvlan(MacVlanMode::Bridge) => "bridge",
+            LinkKind::Macvlan(MacVlanMode::Private) => "private",
+            LinkKind::Macvlan(MacVlanMode::Vepa) => "vepa",
+            LinkKind::Macvlan(MacVlanMode::Passthrough) => "passthru",
+            LinkKind::Ipvlan(m) => return format!("ipvlan mode {m:?}"),
+            LinkKind::Macvlan(m) => return format!("macvlan mode {m:?}"),
+        };
+        format!("{} mode {mode}", self.name())
+    }
+}
+
+/// A link as the kernel reports it: what CHECK compares with what ADD made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkState {
+    /// Its index in its namespace.
+    pub index: u32,
+    /// Its MAC, lower-case hex with colons.
+    pub mac: String,
+    /// The kernel's kind name (`macvlan`, `veth`, …; empty for a plain device).
+    pub kind_name: String,
+    /// Kind and mode when it is an ipvlan or macvlan link.
+    pub kind: Option<LinkKind>,
+    /// The index of its parent (IFLA_LINK), in the parent's namespace.
+    pub parent: Option<u32>,
+    /// Its MTU.
+    pub mtu: Option<u32>,
+    /// Administratively up.
+    pub up: bool,
+    /// Its addresses, with prefix length.
+    pub addrs: Vec<IpNetwork>,
 }
 
 fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
@@ -137,6 +179,139 @@ pub async fn find(h: &Handle, name: &str) -> Result<Option<(u32, String)>, rtnet
 
 const fn libc_enodev() -> i32 {
     19
+}
+
+fn link_state(msg: &LinkMessage) -> LinkState {
+    let mut st = LinkState {
+        index: msg.header.index,
+        mac: String::new(),
+        kind_name: String::new(),
+        kind: None,
+        parent: None,
+        mtu: None,
+        up: msg.header.flags.contains(LinkFlags::Up),
+        addrs: Vec::new(),
+    };
+    for a in &msg.attributes {
+        match a {
+            LinkAttribute::Address(b) => {
+                st.mac = b
+                    .iter()
+                    .map(|x| format!("{x:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":");
+            }
+            LinkAttribute::Link(i) => st.parent = Some(*i),
+            LinkAttribute::Mtu(m) => st.mtu = Some(*m),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    match info {
+                        LinkInfo::Kind(k) => {
+                            st.kind_name = match k {
+                                InfoKind::IpVlan => "ipvlan".into(),
+                                InfoKind::MacVlan => "macvlan".into(),
+                                other => other.to_string(),
+                            }
+                        }
+                        LinkInfo::Data(InfoData::IpVlan(d)) => {
+                            st.kind = d.iter().find_map(|x| match x {
+                                InfoIpVlan::Mode(m) => Some(LinkKind::Ipvlan(*m)),
+                                _ => None,
+                            });
+                        }
+                        LinkInfo::Data(InfoData::MacVlan(d)) => {
+                            st.kind = d.iter().find_map(|x| match x {
+                                InfoMacVlan::Mode(m) => Some(LinkKind::Macvlan(*m)),
+                                _ => None,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    st
+}
+
+/// The state of link `name` with its addresses, or `None` when it does not exist.
+pub async fn inspect(h: &Handle, name: &str) -> Result<Option<LinkState>, rtnetlink::Error> {
+    let msg = match h
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await
+    {
+        Ok(Some(msg)) => msg,
+        Ok(None) => return Ok(None),
+        Err(e) if is_errno(&e, libc_enodev()) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut st = link_state(&msg);
+    let mut addrs = h.address().get().set_link_index_filter(st.index).execute();
+    while let Some(a) = addrs.try_next().await? {
+        let prefix = a.header.prefix_len;
+        for attr in &a.attributes {
+            if let AddressAttribute::Address(ip) = attr
+                && let Ok(net) = IpNetwork::new(*ip, prefix)
+            {
+                st.addrs.push(net);
+            }
+        }
+    }
+    Ok(Some(st))
+}
+
+fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+/// The routes (IPv4 and IPv6) that leave through link `index`, as destination + gateway.
+pub async fn routes(
+    h: &Handle,
+    index: u32,
+) -> Result<Vec<(IpNetwork, Option<IpAddr>)>, rtnetlink::Error> {
+    let mut out = Vec::new();
+    let queries: [RouteMessage; 2] = [
+        RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+        RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+    ];
+    for q in queries {
+        let v4 = q.header.address_family == rtnetlink::packet_route::AddressFamily::Inet;
+        let mut stream = h.route().get(q).execute();
+        while let Some(r) = stream.try_next().await? {
+            let mut oif = None;
+            let mut dst = None;
+            let mut gw = None;
+            for a in &r.attributes {
+                match a {
+                    RouteAttribute::Oif(i) => oif = Some(*i),
+                    RouteAttribute::Destination(d) => dst = route_ip(d),
+                    RouteAttribute::Gateway(g) => gw = route_ip(g),
+                    _ => {}
+                }
+            }
+            if oif != Some(index) {
+                continue;
+            }
+            let dst = dst.unwrap_or(if v4 {
+                IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+            });
+            if let Ok(dst) = IpNetwork::new(dst, r.header.destination_prefix_length) {
+                out.push((dst, gw));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Create `ifname` of `kind` on `master` (in `host`'s namespace) directly inside `ns`.
