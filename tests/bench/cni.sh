@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# tests/bench/cni.sh [-n N] [--warmup W] [--runs R] — ADD, DEL and VERSION latency of wasmcni in
+# exec mode against the reference macvlan + host-local plugins, on the same inputs, interleaved
+# round-robin in one run. A benchmark, not a test: nothing here asserts a time.
+#
+# Like the e2e tier it makes a "node" network namespace, starts the throwaway control plane on
+# that namespace's loopback (tests/cluster/with-cluster.sh), uses a veth there as the macvlan
+# master and pod namespaces it creates; the machine's own network namespace is never touched and
+# everything is removed at exit. tests/bench/cni_driver.py execs every call as a runtime does (a
+# fresh process, CNI_* environment, config on stdin) and times spawn→exit with a monotonic clock.
+# Prints a Markdown table for the README's performance table and the spread between runs.
+#
+# Needs root, tests/setup.sh's tools (tests/.tools) and a release build:
+#   cargo build --release --locked -p wasmcni && bash tests/bench/cni.sh
+# WASMCNI: the binary (default target/release/wasmcni; copied first, so a rebuild during the run
+# changes nothing). CNI_BENCH_RAW=FILE keeps every sample; CNI_BENCH_PROFILE=DIR adds, after the
+# runs, untimed ADD/DELs of each wasmcni case with WASMCNI_LOG=trace, under strace and perf stat.
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export REPO=$(cd "$HERE/../.." && pwd)
+export WASMCNI=${WASMCNI:-$REPO/target/release/wasmcni}
+PYTHON=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}
+export PYTHON
+
+if [[ "${1:-}" != --in-node ]]; then
+    [[ $(id -u) == 0 ]] || { echo "cni.sh: needs root (network namespaces)" >&2; exit 1; }
+    [[ -x $WASMCNI ]] || { echo "cni.sh: $WASMCNI not built (cargo build --release --locked -p wasmcni)" >&2; exit 1; }
+    export BENCH_CMD="bash tests/bench/cni.sh${*:+ $*}"
+    node=wcni-bench-$$
+    ip netns add "$node" || exit 1
+    trap 'ip netns del '"$node" EXIT
+    ip -n "$node" link set lo up
+    ip netns exec "$node" "$REPO/tests/cluster/with-cluster.sh" "$0" --in-node "$@"
+    exit
+fi
+
+# ---- inside the node namespace, cluster up (with-cluster.sh sourced its env) ----
+shift
+: "${KUBECONFIG:?}" "${KUBECTL:?}" "${TOOLS:?}"
+STATE_DIR=$(dirname "$KUBECONFIG")
+WORK=$(mktemp -d /tmp/wasmcni-bench-cni.XXXXXX)
+NETNS=()
+cleanup() {
+    local n
+    for n in "${NETNS[@]}"; do ip netns del "$n" 2>/dev/null; done
+    ip link del bench0 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+kc() { "$KUBECTL" "$@"; }
+
+# CNI_PATH: a copy of wasmcni and the reference plugins (tests/tools: containernetworking/plugins).
+mkdir -p "$WORK/bin"
+cp "$WASMCNI" "$WORK/bin/wasmcni" || exit 1
+for p in "$TOOLS"/cni/*; do ln -s "$(readlink -f "$p")" "$WORK/bin/"; done
+
+# The macvlan master, standing in for the node's eth1: a veth whose peer stays here.
+ip link add bench0 type veth peer name bench0p && ip link set bench0 up && ip link set bench0p up || exit 1
+
+# One pod namespace per case (a case's ADD and DEL leave it as they found it).
+declare -A NS
+for c in ref_one w_one_rt w_one_get ref_two w_two_rt w_two_get; do
+    n=wcnib-$$-${c//_/-}
+    ip netns del "$n" 2>/dev/null; rm -f "/var/run/netns/$n"
+    ip netns add "$n" && ip -n "$n" link set lo up || exit 1
+    NETNS+=("$n"); NS[$c]=$n
+done
+
+# The cluster network, for both sides: macvlan on bench0 + host-local. wasmcni's clusterNetwork
+# is this file; the reference is exec'd with the same plugin config.
+cat > "$WORK/cluster.conflist" <<JSON
+{"cniVersion":"1.0.0","name":"benchnet","plugins":[
+  {"type":"macvlan","master":"bench0","mode":"bridge",
+   "ipam":{"type":"host-local","ranges":[[{"subnet":"10.244.1.0/24"}]],"dataDir":"$WORK/host-local"}}]}
+JSON
+# The reference's second interface (the Multus-shaped case): the same shape on its own range.
+cat > "$WORK/net1.conflist" <<JSON
+{"cniVersion":"1.0.0","name":"benchnet1","plugins":[
+  {"type":"macvlan","master":"bench0","mode":"bridge",
+   "ipam":{"type":"host-local","ranges":[[{"subnet":"172.16.21.0/24"}]],"dataDir":"$WORK/host-local"}}]}
+JSON
+# The node's primary conflist: wasmcni, with containerd's pod-annotations capability declared
+# (the driver passes runtimeConfig only in the cases that model a runtime which fills it in).
+cat > "$WORK/00-wasmcni.conflist" <<JSON
+{"cniVersion":"1.0.0","name":"wasmcni","plugins":[{"type":"wasmcni",
+  "kubeconfig":"$STATE_DIR/wasmcni.kubeconfig",
+  "clusterNetwork":"$WORK/cluster.conflist",
+  "cniDir":"$WORK/delegates","guestCacheDir":"$WORK/guests",
+  "nodeName":"node-1","capabilities":{"io.kubernetes.cri.pod-annotations":true}}]}
+JSON
+
+# The extra network of the Multus-shaped case: the seed's NAD shape (macvlan, whereabouts IPAM).
+jq -n '{apiVersion: "k8s.cni.cncf.io/v1", kind: "NetworkAttachmentDefinition",
+        metadata: {name: "bench-extra", namespace: "default"},
+        spec: {config: "{\"cniVersion\":\"0.3.1\",\"plugins\":[{\"type\":\"macvlan\",\"master\":\"bench0\",\"mode\":\"bridge\",\"ipam\":{\"type\":\"whereabouts\",\"range\":\"172.16.20.0/24\"}}]}"}}' \
+    | kc apply -f - >/dev/null || exit 1
+# Pod objects (no kubelet: they only have to exist, for the GET and the network-status PATCH).
+make_pod() {
+    kc apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: $1
+  namespace: default
+  annotations: {k8s.v1.cni.cncf.io/networks: "$2"}
+spec:
+  nodeName: node-1
+  containers: [{name: c, image: registry.invalid/none}]
+YAML
+}
+for p in w-one-rt w-one-get; do make_pod "bench-$p" "" || exit 1; done
+for p in w-two-rt w-two-get; do make_pod "bench-$p" "default/bench-extra" || exit 1; done
+
+jq -n --arg work "$WORK" --arg cni_path "$WORK/bin" \
+    --slurpfile ref "$WORK/cluster.conflist" --slurpfile net1 "$WORK/net1.conflist" \
+    --slurpfile w "$WORK/00-wasmcni.conflist" \
+    --arg ns_ref_one "${NS[ref_one]}" --arg ns_w_one_rt "${NS[w_one_rt]}" --arg ns_w_one_get "${NS[w_one_get]}" \
+    --arg ns_ref_two "${NS[ref_two]}" --arg ns_w_two_rt "${NS[w_two_rt]}" --arg ns_w_two_get "${NS[w_two_get]}" \
+    --arg machine "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" \
+    '{work: $work, cni_path: $cni_path, machine: $machine,
+      ref_conflist: $ref[0], ref_net1_conflist: $net1[0], wasmcni_conflist: $w[0],
+      extra_nad: "default/bench-extra",
+      netns: {ref_one: ("/var/run/netns/" + $ns_ref_one), w_one_rt: ("/var/run/netns/" + $ns_w_one_rt),
+              w_one_get: ("/var/run/netns/" + $ns_w_one_get), ref_two: ("/var/run/netns/" + $ns_ref_two),
+              w_two_rt: ("/var/run/netns/" + $ns_w_two_rt), w_two_get: ("/var/run/netns/" + $ns_w_two_get)},
+      pods: {ref_one: "bench-ref-one", w_one_rt: "bench-w-one-rt", w_one_get: "bench-w-one-get",
+             ref_two: "bench-ref-two", w_two_rt: "bench-w-two-rt", w_two_get: "bench-w-two-get"}}' \
+    > "$WORK/setup.json" || exit 1
+
+"$PYTHON" "$HERE/cni_driver.py" --setup "$WORK/setup.json" --command "$BENCH_CMD" \
+    ${CNI_BENCH_RAW:+--raw "$CNI_BENCH_RAW"} ${CNI_BENCH_PROFILE:+--profile "$CNI_BENCH_PROFILE"} "$@"
+rc=$?
+
+# Every ADD was undone: nothing may be left (links in pod namespaces, addresses, cache).
+left=""
+for n in "${NETNS[@]}"; do
+    l=$(ip -n "$n" -o link show | awk -F': ' '{print $2}' | grep -v '^lo$' | tr '\n' ' ')
+    [[ -z $l ]] || left+=" $n: $l;"
+done
+alloc=$(kc -n kube-system get ippools.whereabouts.cni.cncf.io 172.16.20.0-24 -o json 2>/dev/null | jq -c '.spec.allocations // {}')
+[[ -z $alloc || $alloc == '{}' ]] || left+=" IPPool allocations $alloc;"
+[[ -z $(ls -A "$WORK/delegates" 2>/dev/null) ]] || left+=" delegate cache $(ls "$WORK/delegates");"
+[[ -z $(ls "$WORK/host-local"/*/ 2>/dev/null | grep -E '^[0-9]') ]] || left+=" host-local leases;"
+if [[ -n $left ]]; then echo "cni.sh: left behind after the run:$left" >&2; rc=1; fi
+exit $rc
