@@ -2,7 +2,8 @@
 # tests/setup.sh — install everything the tests and the demo need on a fresh Debian bookworm
 # machine (as root). Idempotent: a second run only checks. Used by tests/run.sh, deploy/demo.sh
 # and .ci/run.
-#   - Debian packages: iproute2, iputils-ping, jq, openssl, socat (+ the VM kit's qemu & co.)
+#   - Debian packages: iproute2, iputils-ping, jq, openssl, socat, nftables (portmap's backend)
+#     (+ the VM kit's qemu & co.)
 #   - the wasm32-wasip2 Rust target and rustfmt/clippy
 #   - Go-built tools: kube-apiserver, etcd, kubectl, cnitool, reference plugins (tests/tools/)
 #   - the kernel VM image (tests/vm/setup.sh), unless SETUP_NO_VM=1
@@ -11,7 +12,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 t0=$(date +%s)
 
 need=()
-for p in iproute2 iputils-ping jq openssl socat ca-certificates; do
+for p in iproute2 iputils-ping jq openssl socat ca-certificates nftables; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [[ ${#need[@]} -gt 0 ]]; then

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{call, pod_ref};
+use super::{call, cluster_chain, pod_ref};
 use crate::cni::{Error, Request};
 use crate::config::PluginConf;
 use crate::delegate::{self, NetworkStatus, cache::Record};
@@ -25,7 +25,7 @@ enum Undo {
 pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error> {
     // 0. Everything that can be checked locally is, before the first API call.
     let (namespace, name) = pod_ref(req)?;
-    let cluster = delegate::cluster_network(&conf.cluster_network)?;
+    let cluster = cluster_chain(&conf)?;
     let defaults = default_networks(&conf.default_networks, &namespace)?;
     if let Some(netns) = &req.netns {
         crate::netns::Netns::open(netns)?;

@@ -9,7 +9,7 @@
 //! Every step runs even when an earlier one failed; the first error is reported (an
 //! unreachable API server is code 11, so the runtime retries and no address leaks).
 
-use super::{call, pod_ref, pod_stub};
+use super::{call, cluster_chain, pod_ref, pod_stub};
 use crate::cni::{Error, Request};
 use crate::config::PluginConf;
 use crate::delegate::{self, Call, cache::Record};
@@ -48,7 +48,7 @@ pub(super) async fn del(req: &Request, conf: PluginConf) -> Result<(), Error> {
     match &record {
         Some(rec) => keep(undo(&call, rec).await),
         None => {
-            match delegate::cluster_network(&call.conf.cluster_network) {
+            match cluster_chain(&call.conf) {
                 Ok(cluster) => keep(
                     delegate::del_chain(&call, &cluster.name, &cluster, &req.ifname, None)
                         .await

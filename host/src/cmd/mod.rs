@@ -195,6 +195,17 @@ fn call(
     })
 }
 
+/// The cluster network's chain with the runtime's capability arguments (`runtimeConfig`:
+/// portMappings, bandwidth, ips, mac, …) given to the plugins that declare them, as libcni
+/// would if the runtime called that chain itself.
+fn cluster_chain(conf: &PluginConf) -> Result<crate::cni::types::NetConfList, Error> {
+    let mut chain = crate::delegate::cluster_network(&conf.cluster_network)?;
+    if let Some(args) = conf.runtime_config.as_ref().and_then(Value::as_object) {
+        crate::delegate::inject_capabilities(&mut chain, args);
+    }
+    Ok(chain)
+}
+
 /// A pod known only by reference (DEL and CHECK do not read the pod).
 fn pod_stub(namespace: &str, name: &str, uid: Option<&str>) -> Pod {
     Pod {

@@ -151,7 +151,9 @@ impl From<crate::ipam::Error> for Error {
         match e {
             I::Guest(g) => g.into(),
             I::Store(k) => k.into(),
-            I::Exhausted { .. } => Error::new(Code::AddressExhausted, e.to_string(), chain(&e)),
+            I::Exhausted { .. } | I::Unavailable { .. } => {
+                Error::new(Code::AddressExhausted, e.to_string(), chain(&e))
+            }
             I::Conflict { .. } => Error::new(Code::TryAgainLater, e.to_string(), chain(&e)),
             I::Config { .. } => Error::new(Code::InvalidConfig, e.to_string(), chain(&e)),
         }

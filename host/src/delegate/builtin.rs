@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{Call, Error, exec};
 use crate::cni::Command;
-use crate::cni::types::{CniResult, Interface, IpConfig, Route};
+use crate::cni::types::{CniResult, Interface, IpConfig};
 use crate::config::GuestRef;
 use crate::guest::{IpamRequest, Origin};
 use crate::ipam::{self, IpamConf, Owner};
@@ -29,12 +29,28 @@ struct Conf {
     mtu: Option<u32>,
     #[serde(default)]
     ipam: Option<Value>,
+    #[serde(default, rename = "runtimeConfig")]
+    runtime_config: RuntimeConf,
+}
+
+/// The capability arguments the built-ins honour (given only when the config declares them).
+#[derive(Debug, Default, Deserialize)]
+struct RuntimeConf {
+    /// `mac`: the link's MAC (macvlan; an ipvlan link has its master's).
+    #[serde(default)]
+    mac: Option<String>,
+    /// `ips`: the addresses the pod asked for (the in-process IPAM allocates exactly these;
+    /// an exec'd IPAM reads them itself).
+    #[serde(default)]
+    ips: Vec<String>,
 }
 
 struct Parsed {
     kind: LinkKind,
     master: String,
     mtu: Option<u32>,
+    mac: Option<[u8; 6]>,
+    ips: Vec<std::net::IpAddr>,
     ipam: Ipam,
 }
 
@@ -68,6 +84,26 @@ fn parse(network: &str, conf: &Value) -> Result<Parsed, Error> {
             _ => return Err(bad("ipam.type is required".into())),
         },
     };
+    let mac = match &c.runtime_config.mac {
+        None => None,
+        Some(_) if matches!(kind, LinkKind::Ipvlan(_)) => {
+            return Err(bad(
+                "runtimeConfig.mac: an ipvlan link always has its master's MAC (drop the \"mac\" capability)"
+                    .into(),
+            ));
+        }
+        Some(m) => Some(parse_mac(m).map_err(|why| bad(format!("runtimeConfig.mac: {why}")))?),
+    };
+    let ips = c
+        .runtime_config
+        .ips
+        .iter()
+        .map(|s| {
+            let ip = s.split_once('/').map_or(s.as_str(), |(ip, _)| ip);
+            ip.parse()
+                .map_err(|_| bad(format!("runtimeConfig.ips: {s:?} is not an address")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if matches!(kind, LinkKind::Ipvlan(_)) && matches!(ipam, Ipam::None) {
         return Err(bad(
             "ipvlan needs an ipam section (an ipvlan link has no address of its own)".into(),
@@ -77,8 +113,29 @@ fn parse(network: &str, conf: &Value) -> Result<Parsed, Error> {
         kind,
         master,
         mtu: c.mtu,
+        mac,
+        ips,
         ipam,
     })
+}
+
+/// `aa:bb:cc:dd:ee:ff` → bytes; a unicast address only (a multicast MAC breaks the link).
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let mut mac = [0u8; 6];
+    if parts.len() != 6 {
+        return Err(format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+    }
+    for (b, p) in mac.iter_mut().zip(&parts) {
+        *b = u8::from_str_radix(p, 16)
+            .ok()
+            .filter(|_| p.len() == 2)
+            .ok_or_else(|| format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
+    }
+    if mac[0] & 1 == 1 {
+        return Err(format!("{s:?} is a multicast address"));
+    }
+    Ok(mac)
 }
 
 fn owner(call: &Call, ifname: &str) -> Owner {
@@ -104,11 +161,11 @@ pub async fn add(
     let ns = Netns::open(&netns_path).map_err(Error::Netlink)?;
 
     // 1. An address (before the link: a full range must not leave a link behind).
-    let ip = allocate(call, network, &p.ipam, conf, ifname).await?;
+    let ip = allocate(call, network, &p, conf, ifname).await?;
     // 2. The link, straight into the pod; 3. its addresses and routes.
     let made = async {
         let host = netns::host_handle().map_err(Error::Netlink)?;
-        netlink::create(&host, p.kind, &p.master, p.mtu, ifname, &ns)
+        netlink::create(&host, p.kind, &p.master, p.mtu, p.mac, ifname, &ns)
             .await
             .map_err(Error::Netlink)?;
         let inside = ns.handle().map_err(Error::Netlink)?;
@@ -338,11 +395,11 @@ pub async fn check(call: &Call, network: &str, conf: &Value, ifname: &str) -> Re
 async fn allocate(
     call: &Call,
     network: &str,
-    ipam: &Ipam,
+    p: &Parsed,
     conf: &Value,
     ifname: &str,
 ) -> Result<CniResult, Error> {
-    match ipam {
+    match &p.ipam {
         Ipam::None => Ok(CniResult::default()),
         Ipam::Exec(t) => {
             let r = exec::run(call, Command::Add, network, t, conf, ifname).await?;
@@ -364,9 +421,28 @@ async fn allocate(
             };
             let owner = owner(call, ifname);
             let ns = &call.conf.ipam_namespace;
+            // The pod asked for an address of this range (capability `ips`): that one or none.
+            let range = ic.range().map_err(Error::Ipam)?;
+            if let Some(&want) = p.ips.iter().find(|ip| range.offset_of(**ip).is_some()) {
+                let lease = ipam::allocate(kube, ic, ns, &owner, ipam::Pick::Exact(want))
+                    .await
+                    .map_err(Error::Ipam)?;
+                return Ok(lease_result(ic, lease));
+            }
+            if let Some(other) = p.ips.first() {
+                return Err(Error::Ipam(ipam::Error::Unavailable {
+                    ip: *other,
+                    why: format!("it is outside {}", range.cidr()),
+                }));
+            }
             let chosen = async {
                 let policy = call.guest(&ic.policy(), Origin::Network).await?;
-                ipam::allocate(kube, &call.guests, &policy, ic, ns, &owner, &req)
+                let pick = ipam::Pick::Policy {
+                    guests: &call.guests,
+                    guest: &policy,
+                    req: &req,
+                };
+                ipam::allocate(kube, ic, ns, &owner, pick)
                     .await
                     .map_err(Error::Ipam)
             }
@@ -385,30 +461,33 @@ async fn allocate(
                     let builtin = call
                         .guest(&GuestRef::builtin("lowest-free"), Origin::Network)
                         .await?;
-                    ipam::allocate(kube, &call.guests, &builtin, ic, ns, &owner, &req)
+                    let pick = ipam::Pick::Policy {
+                        guests: &call.guests,
+                        guest: &builtin,
+                        req: &req,
+                    };
+                    ipam::allocate(kube, ic, ns, &owner, pick)
                         .await
                         .map_err(Error::Ipam)?
                 }
                 other => other?,
             };
-            Ok(CniResult {
-                ips: vec![IpConfig {
-                    version: None,
-                    address: lease.address,
-                    gateway: ic.gateway,
-                    interface: None,
-                }],
-                routes: ic
-                    .routes
-                    .iter()
-                    .map(|r| Route {
-                        dst: r.dst,
-                        gw: r.gw,
-                    })
-                    .collect(),
-                ..Default::default()
-            })
+            Ok(lease_result(ic, lease))
         }
+    }
+}
+
+/// The result of an in-process allocation: the address, the range's gateway and routes.
+fn lease_result(ic: &IpamConf, lease: ipam::Lease) -> CniResult {
+    CniResult {
+        ips: vec![IpConfig {
+            version: None,
+            address: lease.address,
+            gateway: ic.gateway,
+            interface: None,
+        }],
+        routes: ic.routes.clone(),
+        ..Default::default()
     }
 }
 

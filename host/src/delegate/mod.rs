@@ -19,7 +19,7 @@ use crate::config::PluginConf;
 use crate::guest::{Guests, Loaded, Origin, Pins, Pod};
 use crate::{ipam, k8s, netlink};
 
-pub use plan::{Isolation, MAX_ATTACHMENTS, Planned, cluster_network, plan};
+pub use plan::{Isolation, MAX_ATTACHMENTS, Planned, cluster_network, inject_capabilities, plan};
 
 /// Why running a delegate failed.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::Error;
 use crate::cni::types::NetConfList;
@@ -134,7 +134,7 @@ pub async fn plan(
 }
 
 /// Pass the pod's per-network requests to the chain the way Multus does: `ips` and `mac` as
-/// runtimeConfig capabilities, `cni-args` as `args.cni`.
+/// capability arguments (to the plugins that declare them), `cni-args` as `args.cni`.
 fn fold_requests(chain: &mut NetConfList, a: &Attachment) -> Result<(), String> {
     let extra_args = match &a.cni_args {
         Some(text) => Some(
@@ -143,20 +143,65 @@ fn fold_requests(chain: &mut NetConfList, a: &Attachment) -> Result<(), String> 
         ),
         None => None,
     };
-    for p in &mut chain.plugins {
-        let mut rc = serde_json::Map::new();
-        if !a.ips.is_empty() {
-            rc.insert("ips".into(), json!(a.ips));
-        }
-        if let Some(mac) = &a.mac {
-            rc.insert("mac".into(), json!(mac));
-        }
-        if !rc.is_empty() {
-            p.insert("runtimeConfig".into(), Value::Object(rc));
-        }
-        if let Some(args) = &extra_args {
+    let mut caps = Map::new();
+    if !a.ips.is_empty() {
+        caps.insert("ips".into(), json!(a.ips));
+    }
+    if let Some(mac) = &a.mac {
+        caps.insert("mac".into(), json!(mac));
+    }
+    inject_capabilities(chain, &caps);
+    if let Some(args) = &extra_args {
+        for p in &mut chain.plugins {
             p.insert("args".into(), json!({ "cni": args }));
         }
     }
     Ok(())
+}
+
+/// Give each plugin of `chain` the capability arguments it declares, exactly as libcni's
+/// `injectRuntimeConfig` does: a plugin gets, as its `runtimeConfig`, the arguments whose names
+/// its `capabilities` map sets to true — replacing any `runtimeConfig` it had — and nothing
+/// when none apply. Used for the runtime's arguments on the cluster network (portMappings,
+/// bandwidth, ips, mac, …) and for a pod's per-network requests on extra networks.
+pub fn inject_capabilities(chain: &mut NetConfList, args: &Map<String, Value>) {
+    for p in &mut chain.plugins {
+        let declared = p.get("capabilities").and_then(Value::as_object);
+        let rc: Map<String, Value> = args
+            .iter()
+            .filter(|(k, _)| {
+                declared.is_some_and(|d| d.get(k.as_str()) == Some(&Value::Bool(true)))
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !rc.is_empty() {
+            p.insert("runtimeConfig".into(), Value::Object(rc));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_reach_only_the_plugins_that_declare_them() {
+        let mut chain = NetConfList::parse(&json!({"cniVersion":"1.1.0","name":"n","plugins":[
+            {"type":"bridge","runtimeConfig":{"stale":1}},
+            {"type":"portmap","capabilities":{"portMappings":true}},
+            {"type":"tuning","capabilities":{"mac":true,"ips":false}}]}))
+        .unwrap();
+        let args = json!({"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}],
+            "mac":"02:00:00:00:00:01","ips":["10.0.0.5/24"]});
+        inject_capabilities(&mut chain, args.as_object().unwrap());
+        assert_eq!(chain.plugins[0]["runtimeConfig"], json!({"stale":1}));
+        assert_eq!(
+            chain.plugins[1]["runtimeConfig"],
+            json!({"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]})
+        );
+        assert_eq!(
+            chain.plugins[2]["runtimeConfig"],
+            json!({"mac":"02:00:00:00:00:01"})
+        );
+    }
 }

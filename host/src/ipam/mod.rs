@@ -36,6 +36,14 @@ pub enum Error {
         /// The range.
         range: String,
     },
+    /// The address the pod asked for (capability `ips`) cannot be given.
+    #[error("requested address {ip} cannot be allocated: {why}")]
+    Unavailable {
+        /// The address.
+        ip: IpAddr,
+        /// Why: outside the range, reserved, or held by another container.
+        why: String,
+    },
     /// Every attempt lost a compare-and-swap race. Retryable.
     #[error("IPPool {pool} kept changing under us ({attempts} attempts)")]
     Conflict {
@@ -153,16 +161,31 @@ fn offsets(spec: &IPPoolSpec) -> BTreeMap<u64, IpAllocation> {
         .collect()
 }
 
-/// Allocate an address for `owner` in `conf`'s range: read the pool, let the guest propose,
-/// validate, and commit with compare-and-swap; on a lost race, start over.
+/// Who picks the address.
+pub enum Pick<'a> {
+    /// The network's policy guest proposes one.
+    Policy {
+        /// The engine.
+        guests: &'a Guests,
+        /// The policy.
+        guest: &'a Loaded,
+        /// What it is told about the pod.
+        req: &'a IpamRequest,
+    },
+    /// The pod asked for this address (runtimeConfig capability `ips`, from the network
+    /// selection annotation); the policy is not asked.
+    Exact(IpAddr),
+}
+
+/// Allocate an address for `owner` in `conf`'s range: read the pool, let the guest propose (or
+/// take the requested address), validate, and commit with compare-and-swap; on a lost race,
+/// start over.
 pub async fn allocate(
     kube: &k8s::Client,
-    guests: &Guests,
-    guest: &Loaded,
     conf: &IpamConf,
     namespace: &str,
     owner: &Owner,
-    req: &IpamRequest,
+    pick: Pick<'_>,
 ) -> Result<Lease, Error> {
     let range = conf.range()?;
     let name = conf.pool_name(&range);
@@ -194,32 +217,57 @@ pub async fn allocate(
             });
         }
         let view = PoolView::new(range.clone(), taken);
-        let (answer, view) = guests.propose(guest, req, view).map_err(Error::Guest)?;
-        let offset = match answer {
-            Ok(o) => o,
-            Err(Refusal::Exhausted) => {
-                return Err(Error::Exhausted {
-                    range: range.cidr(),
-                });
-            }
-            Err(Refusal::Other(why)) => return Err(Error::Guest(guest.denied(&why))),
-        };
-        if !view.is_free(offset) {
-            let why = match view.owner_of(offset) {
-                Some(holder) => format!(
-                    "offset {offset} ({}) is already allocated to {holder}",
-                    range.address(offset)
-                ),
-                None if offset > range.last_offset() => {
-                    format!("offset {offset} is outside {}", range.cidr())
+        let (offset, chooser) = match &pick {
+            Pick::Exact(ip) => {
+                let unavailable = |why: String| Error::Unavailable { ip: *ip, why };
+                let o = range
+                    .offset_of(*ip)
+                    .ok_or_else(|| unavailable(format!("it is outside {}", range.cidr())))?;
+                if !view.is_free(o) {
+                    return Err(unavailable(match view.owner_of(o) {
+                        Some(holder) => format!("it is allocated to {holder}"),
+                        None => "it is reserved or excluded in this range".into(),
+                    }));
                 }
-                None => format!(
-                    "offset {offset} ({}) is reserved or excluded",
-                    range.address(offset)
-                ),
-            };
-            return Err(Error::Guest(guest.invalid(why)));
-        }
+                (o, "requested by the pod".to_string())
+            }
+            Pick::Policy { guests, guest, req } => {
+                let (answer, view) = guests.propose(guest, req, view).map_err(Error::Guest)?;
+                let offset = match answer {
+                    Ok(o) => o,
+                    Err(Refusal::Exhausted) => {
+                        return Err(Error::Exhausted {
+                            range: range.cidr(),
+                        });
+                    }
+                    Err(Refusal::Other(why)) => return Err(Error::Guest(guest.denied(&why))),
+                };
+                if !view.is_free(offset) {
+                    let why = match view.owner_of(offset) {
+                        Some(holder) => format!(
+                            "offset {offset} ({}) is already allocated to {holder}",
+                            range.address(offset)
+                        ),
+                        None if offset > range.last_offset() => {
+                            format!("offset {offset} is outside {}", range.cidr())
+                        }
+                        None => format!(
+                            "offset {offset} ({}) is reserved or excluded",
+                            range.address(offset)
+                        ),
+                    };
+                    return Err(Error::Guest(guest.invalid(why)));
+                }
+                (
+                    offset,
+                    format!(
+                        "proposed by ipam guest {} (sha256 {})",
+                        guest.name(),
+                        guest.digest()
+                    ),
+                )
+            }
+        };
         pool.spec.allocations.insert(
             offset.to_string(),
             IpAllocation {
@@ -235,9 +283,7 @@ pub async fn allocate(
         {
             Cas::Done => {
                 tracing::info!(
-                    "ipam guest {} (sha256 {}) proposed {} for {}; committed to IPPool {namespace}/{name}",
-                    guest.name(),
-                    guest.digest(),
+                    "{} for {}, {chooser}; committed to IPPool {namespace}/{name}",
                     range.address(offset),
                     owner.podref
                 );

@@ -314,12 +314,15 @@ pub async fn routes(
     Ok(out)
 }
 
-/// Create `ifname` of `kind` on `master` (in `host`'s namespace) directly inside `ns`.
+/// Create `ifname` of `kind` on `master` (in `host`'s namespace) directly inside `ns`, with
+/// `mac` when given (else the kernel picks one).
+#[allow(clippy::too_many_arguments)]
 pub async fn create(
     host: &Handle,
     kind: LinkKind,
     master: &str,
     mtu: Option<u32>,
+    mac: Option<[u8; 6]>,
     ifname: &str,
     ns: &Netns,
 ) -> Result<(), Error> {
@@ -333,7 +336,7 @@ pub async fn create(
         .ok_or_else(|| Error::MasterMissing {
             master: master.into(),
         })?;
-    let msg = match kind {
+    let mut msg = match kind {
         LinkKind::Ipvlan(mode) => LinkIpVlan::new(ifname, master_index, mode)
             .setns_by_fd(ns.raw_fd())
             .build(),
@@ -341,19 +344,11 @@ pub async fn create(
             .setns_by_fd(ns.raw_fd())
             .build(),
     };
-    finish_create(host, msg, kind, master, mtu, ifname).await
-}
-
-async fn finish_create(
-    host: &Handle,
-    mut msg: rtnetlink::packet_route::link::LinkMessage,
-    kind: LinkKind,
-    master: &str,
-    mtu: Option<u32>,
-    ifname: &str,
-) -> Result<(), Error> {
     if let Some(m) = mtu {
         msg.attributes.push(LinkAttribute::Mtu(m));
+    }
+    if let Some(mac) = mac {
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
     }
     host.link()
         .add(msg)

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# tests/e2e/013-capabilities.sh — runtimeConfig capabilities, as containerd passes them (cnitool's
+# CAP_ARGS → libcni → wasmcni's runtimeConfig), reach the plugins that declare them, exactly as
+# libcni would give them: on the cluster network ips (host-local), mac (tuning), portMappings
+# (portmap, nftables) and bandwidth (bandwidth); on extra networks the pod's per-network `ips`
+# and `mac` (network selection JSON) honoured by the built-in macvlan and the in-process IPAM,
+# and by an exec'd IPAM (static) under the built-in macvlan. A network that does not declare
+# the capability does not get it. DEL removes the port mappings and the shaping devices.
+source "$(dirname "$0")/lib.sh"
+
+make_master eth1
+new_netns wcni-cap
+write_wasmcni_conf 1.1.0 '"capabilities":{"portMappings":true,"bandwidth":true,"ips":true,"mac":true}'
+cat > "$WORK/cluster.conflist" <<JSON
+{"cniVersion":"1.0.0","name":"cbr0","plugins":[
+  {"type":"bridge","bridge":"cni0","isGateway":true,"ipMasq":false,"capabilities":{"ips":true},
+   "ipam":{"type":"host-local","ranges":[[{"subnet":"10.244.1.0/24"}]],"dataDir":"$WORK/host-local"}},
+  {"type":"tuning","capabilities":{"mac":true}},
+  {"type":"portmap","capabilities":{"portMappings":true},"backend":"nftables"},
+  {"type":"bandwidth","capabilities":{"bandwidth":true}}]}
+JSON
+apply_nad cap-net '{"cniVersion":"1.0.0","plugins":[{"type":"macvlan","master":"eth1","mode":"bridge","capabilities":{"ips":true,"mac":true},"ipam":{"type":"whereabouts","range":"172.16.15.0/24"}}]}'
+apply_nad nocap-net '{"cniVersion":"1.0.0","plugins":[{"type":"macvlan","master":"eth1","mode":"bridge","ipam":{"type":"whereabouts","range":"172.16.16.0/24"}}]}'
+apply_nad static-net '{"cniVersion":"1.0.0","plugins":[{"type":"macvlan","master":"eth1","mode":"bridge","capabilities":{"ips":true},"ipam":{"type":"static"}}]}'
+NETS='[{"name":"cap-net","mac":"02:11:22:33:44:55","ips":["172.16.15.7/24"]},{"name":"nocap-net","mac":"02:11:22:33:44:66","ips":["172.16.16.9/24"]},{"name":"static-net","ips":["172.16.17.5/24"]}]'
+kc apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: cap-pod, namespace: default, annotations: {k8s.v1.cni.cncf.io/networks: '$NETS'}}
+spec: {nodeName: node-1, containers: [{name: c, image: registry.invalid/none}]}
+YAML
+defer "kc delete pod cap-pod cap-pod2 --wait=false"
+CAPS='{"ips":["10.244.1.77/24"],"mac":"02:aa:bb:cc:dd:01","portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}],"bandwidth":{"ingressRate":1000000,"ingressBurst":100000,"egressRate":2000000,"egressBurst":200000}}'
+
+addr() { ip -n wcni-cap -j addr show "$1" 2>/dev/null | jq -r '[.[0].addr_info[]|select(.family=="inet")|.local]|join(",")'; }
+mac() { ip -n wcni-cap -j link show "$1" 2>/dev/null | jq -r '.[0].address'; }
+
+check "ADD with capability arguments" env CAP_ARGS="$CAPS" bash -c "$(declare -f cni); $(declare -p NETDIR CNI_BIN WORK TOOLS); cni add wcni-cap cap-pod > '$WORK/add.json'"
+check_eq "eth0 has the address the runtime asked for (ips → host-local)" "10.244.1.77" "$(addr eth0)"
+check_eq "eth0 has the MAC the runtime asked for (mac → tuning)" "02:aa:bb:cc:dd:01" "$(mac eth0)"
+nft list ruleset > "$WORK/nft.txt" 2>&1
+check "the port mapping is in place (portMappings → portmap, nftables)" \
+    grep -Eq 'tcp dport 8080 .*dnat .*10\.244\.1\.77:80' "$WORK/nft.txt"
+hostveth=$(jq -r '.interfaces[]|select(.sandbox==null and .name!="cni0")|.name' "$WORK/add.json" | head -n1)
+check "ingress shaping on the host side of eth0 (bandwidth → tbf on $hostveth)" \
+    bash -c "tc qdisc show dev '$hostveth' | grep -q tbf"
+check "egress shaping device exists (bandwidth → ifb)" bash -c "ip -j link show type ifb | jq -e 'length==1' >/dev/null"
+check_eq "net1: the requested address (in-process IPAM, capability ips)" "172.16.15.7" "$(addr net1)"
+check_eq "net1: the requested MAC (built-in macvlan, capability mac)" "02:11:22:33:44:55" "$(mac net1)"
+check_eq "IPPool records the requested address for the pod" '{"7":"default/cap-pod"}' \
+    "$(pool_allocations 172.16.15.0-24 | jq -c 'map_values(.podref)')"
+check_eq "net2: a network that does not declare ips/mac gets neither (libcni semantics)" "172.16.16.1" "$(addr net2)"
+check "net2: …and a kernel-chosen MAC" bash -c "[[ '$(mac net2)' != 02:11:22:33:44:66 ]]"
+check_eq "net3: the requested address through the exec'd static IPAM under the built-in macvlan" "172.16.17.5" "$(addr net3)"
+check "CHECK with all of it" cni check wcni-cap cap-pod
+
+# A second pod asking for an address already held: refused with the holder named, nothing left.
+new_netns wcni-cap2
+kc apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: cap-pod2, namespace: default, annotations: {k8s.v1.cni.cncf.io/networks: '[{"name":"cap-net","ips":["172.16.15.7/24"]}]'}}
+spec: {nodeName: node-1, containers: [{name: c, image: registry.invalid/none}]}
+YAML
+out=$(cni add wcni-cap2 cap-pod2 2>&1 >/dev/null); rc=$?
+if [[ $rc -ne 0 && $out == *"requested address 172.16.15.7 cannot be allocated: it is allocated to"*"default/cap-pod"* ]]; then
+    pass "a requested address held by another pod is refused, naming the holder"
+else fail "a requested address held by another pod is refused, naming the holder" "exit $rc: $out"; fi
+check_empty "…and the second pod has no net1" "$(ip -n wcni-cap2 -o link show net1 2>/dev/null)"
+check "DEL of the refused pod" cni del wcni-cap2 cap-pod2
+
+check "DEL" env CAP_ARGS="$CAPS" bash -c "$(declare -f cni); $(declare -p NETDIR CNI_BIN WORK TOOLS); cni del wcni-cap cap-pod"
+nft list ruleset > "$WORK/nft-after.txt" 2>&1
+check "the port mapping is gone" bash -c "! grep -q 'dport 8080' '$WORK/nft-after.txt'"
+check "the egress shaping device is gone" bash -c "ip -j link show type ifb | jq -e 'length==0' >/dev/null"
+check_eq "the IPPools are empty" '{}{}' "$(pool_allocations 172.16.15.0-24)$(pool_allocations 172.16.16.0-24)"
