@@ -380,6 +380,51 @@ fn thirty_bad_inputs_get_the_right_code_and_leave_nothing() {
             "kubeconfig",
         ),
         case(
+            "prevResult of another version than the config",
+            env.clone(),
+            set(
+                "prevResult",
+                json!({"cniVersion": "0.4.0", "ips": [{"version": "4", "address": "10.1.0.5/24"}]}),
+            ),
+            1,
+            "prevResult",
+        ),
+        case(
+            "prevResult not a result",
+            env.clone(),
+            set("prevResult", json!({"ips": "10.1.0.5/24"})),
+            7,
+            "prevResult",
+        ),
+        case(
+            "prevResult address not a CIDR",
+            env.clone(),
+            set("prevResult", json!({"ips": [{"address": "10.1.0.999/24"}]})),
+            7,
+            "prevResult",
+        ),
+        case(
+            "CHECK at cniVersion 0.3.1",
+            with(env.clone(), "CNI_COMMAND", Some("CHECK")),
+            set("cniVersion", json!("0.3.1")),
+            1,
+            "does not allow CHECK",
+        ),
+        case(
+            "STATUS at cniVersion 1.0.0",
+            with(env.clone(), "CNI_COMMAND", Some("STATUS")),
+            good.clone(),
+            1,
+            "does not allow STATUS",
+        ),
+        case(
+            "GC at cniVersion 0.4.0",
+            with(env.clone(), "CNI_COMMAND", Some("GC")),
+            set("cniVersion", json!("0.4.0")),
+            1,
+            "does not allow GC",
+        ),
+        case(
             "kubeconfig file garbage",
             env.clone(),
             set("kubeconfig", json!(d("garbage-kubeconfig"))),
@@ -397,9 +442,13 @@ fn thirty_bad_inputs_get_the_right_code_and_leave_nothing() {
             out["msg"].as_str().unwrap_or(""),
             out["details"].as_str().unwrap_or("")
         );
-        let version_ok = out["cniVersion"]
-            .as_str()
-            .is_some_and(|v| ["1.0.0", "1.1.0"].contains(&v));
+        // Errors are written in the config's version when it is one we speak, else the newest.
+        let want_version = serde_json::from_slice::<Value>(&c.stdin)
+            .ok()
+            .and_then(|v| v["cniVersion"].as_str().map(str::to_string))
+            .filter(|v| ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"].contains(&v.as_str()))
+            .unwrap_or_else(|| "1.1.0".into());
+        let version_ok = out["cniVersion"].as_str() == Some(want_version.as_str());
         if status == 0
             || out["code"].as_u64() != Some(c.code)
             || !text.contains(c.mentions)
