@@ -10,7 +10,7 @@ new_netns wcni-bad
 write_wasmcni_conf 1.0.0
 apply_seed_nad bad-good macvlan eth1 172.16.9.0/24
 make_pod bad-pod "default/bad-good"
-defer "kc delete pod bad-pod bad-nad bad-policy bad-range --wait=false"
+defer "kc delete pod bad-pod bad-nad bad-policy bad-range bad-master bad-mode bad-mac bad-dup --wait=false"
 POOL=172.16.9.0-24
 CID=bad-container-1
 
@@ -84,6 +84,35 @@ make_pod bad-range "bad-range"
 direct "$CONF" "${ADD_ENV[@]}" "$(args bad-range)"
 expect_error "range not a CIDR" 7 "is not a CIDR"
 expect_nothing_left "range not a CIDR (rolled back)"
+
+# The master is not on this node: the address taken first is given back, no link is left.
+apply_nad bad-master '{"cniVersion":"1.0.0","type":"macvlan","master":"nosuch0","ipam":{"type":"whereabouts","range":"172.16.9.0/24"}}'
+make_pod bad-master "bad-master"
+direct "$CONF" "${ADD_ENV[@]}" "$(args bad-master)"
+expect_error "master interface missing" 7 'master interface "nosuch0" does not exist on this node'
+expect_nothing_left "master interface missing (address released, rolled back)"
+
+apply_nad bad-mode '{"cniVersion":"1.0.0","type":"macvlan","master":"eth1","mode":"l2","ipam":{"type":"whereabouts","range":"172.16.9.0/24"}}'
+make_pod bad-mode "bad-mode"
+direct "$CONF" "${ADD_ENV[@]}" "$(args bad-mode)"
+expect_error "macvlan mode that does not exist" 7 'macvlan mode "l2" is not supported'
+expect_nothing_left "bad mode (rolled back)"
+
+apply_nad bad-mac '{"cniVersion":"1.0.0","type":"macvlan","master":"eth1","capabilities":{"mac":true},"ipam":{"type":"whereabouts","range":"172.16.9.0/24"}}'
+kc apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: bad-mac, namespace: default, annotations: {k8s.v1.cni.cncf.io/networks: '[{"name":"bad-mac","mac":"01:00:5e:00:00:01"}]'}}
+spec: {nodeName: node-1, containers: [{name: c, image: registry.invalid/none}]}
+YAML
+direct "$CONF" "${ADD_ENV[@]}" "$(args bad-mac)"
+expect_error "requested MAC is multicast" 7 "is a multicast address"
+expect_nothing_left "bad MAC (rolled back)"
+
+make_pod bad-dup "bad-good@net1,bad-good@net1"
+direct "$CONF" "${ADD_ENV[@]}" "$(args bad-dup)"
+expect_error "duplicate interface names" 101 'interface "net1" is used twice'
+expect_nothing_left "duplicate interface names"
 
 # The good pod still attaches after all this, and DEL of a never-added container succeeds.
 direct "$CONF" "${ADD_ENV[@]}" "$(args bad-pod)"
