@@ -32,7 +32,7 @@ class Runner:
     def __init__(self, setup, extra_env=None, wrap=None):
         self.s = setup
         self.extra_env = extra_env or {}
-        self.wrap = wrap          # e.g. ["strace", "-f", "-c", "-o", FILE]: profiling only
+        self.wrap = wrap          # profiling only: command -> argv prefix for wasmcni (strace …)
         self.tmp = setup["work"] + "/io"
         os.makedirs(self.tmp, exist_ok=True)
         self.base_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -49,6 +49,7 @@ class Runner:
         })
         if plugin == "wasmcni":
             env.update(self.extra_env)
+        env["CNI_ARGS"] = ""      # libcni sets every CNI_* variable, empty when unused
         if pod:
             env["CNI_ARGS"] = ("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=%s;"
                                "K8S_POD_INFRA_CONTAINER_ID=%s;K8S_POD_UID=uid-%s" % (pod, cid, pod))
@@ -119,7 +120,7 @@ def build_cases(s):
 
     def version(plugin, conflist):
         def run(r, i):
-            ns, out = r.call(plugin, "VERSION", {"cniVersion": conflist["cniVersion"]})
+            ns, out = r.call(plugin, "VERSION", {"cniVersion": conflist["cniVersion"]}, ifname="")
             json.loads(out)
             return {"VERSION": ns}
         return run
@@ -268,12 +269,13 @@ def main():
     with open(a.setup) as f:
         s = json.load(f)
 
-    runs = []
+    runs, loads = [], []
     for k in range(a.runs):
         load0 = os.getloadavg()
         t0 = time.monotonic()
         res = run_once(s, a.n, a.warmup)
         runs.append(res)
+        loads.append((load0[0], os.getloadavg()[0]))
         print("run %d/%d: %.1f s, loadavg before %.2f after %.2f" % (
             k + 1, a.runs, time.monotonic() - t0, load0[0], os.getloadavg()[0]), file=sys.stderr)
         if a.runs > 1:
@@ -296,6 +298,9 @@ def main():
           "process (monotonic ns); harness floor (posix_spawn + wait of /bin/true): median %.2f ms." % (
               os.cpu_count(), platform.release(), s.get("machine", ""), a.n, a.warmup,
               ms(statistics.median(last["floor"]["floor"]))))
+    print("1-min load average before → after each run: %s (%d cores; anything above the "
+          "bench's own ~1 is other work on the machine)." % (
+              ", ".join("%.2f → %.2f" % l for l in loads), os.cpu_count()))
     if a.command:
         print("Command: `%s`" % a.command)
     if len(runs) > 1:
@@ -314,6 +319,12 @@ def main():
             rs = [m[(wasm, op)] / m[(ref, op)] for m in ms_]
             ratios.append("%s %s: %s" % (wasm, op, " → ".join("%.2f×" % x for x in rs)))
         print("\nRatios per run: " + "; ".join(ratios))
+        paired = []
+        for label, ref, wasm, op in ROWS:
+            rs = [statistics.median([w / r for w, r in zip(run[wasm][op], run[ref][op])]) for run in runs]
+            paired.append("%s %s: %s" % (wasm, op, " → ".join("%.2f×" % x for x in rs)))
+        print("\nPaired ratios per run (median over iterations of wasmcni/reference in the same "
+              "iteration, less sensitive to load drifting during a run): " + "; ".join(paired))
         print("\nLargest spread of a median between runs: %.1f %%" % worst)
 
 
