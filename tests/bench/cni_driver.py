@@ -79,10 +79,26 @@ class Runner:
     def call(self, plugin, command, conf, **kw):
         ns, rc, out, err = self.exec_plugin(plugin, command, conf, **kw)
         if rc != 0:
-            sys.exit("cni_driver: %s %s (%s) exited %d\nstdout: %s\nstderr: %s\nstdin: %s" % (
-                plugin, command, kw, rc, out.decode(errors="replace")[:2000],
-                err.decode(errors="replace")[:2000], json.dumps(conf)[:2000]))
+            raise CallFailed(plugin, command, rc, out, err, kw)
         return ns, out
+
+    def undo(self, plugin, ifaces, netns, cid, pod, conf_of):
+        """Untimed DELs (last interface first) after a failed call, errors ignored: what a
+        runtime does before it retries."""
+        for ifname, conflist in reversed(ifaces):
+            self.exec_plugin(plugin, "DEL", conf_of(conflist), netns=netns, ifname=ifname,
+                             cid=cid, pod=pod)
+
+
+class CallFailed(Exception):
+    def __init__(self, plugin, command, rc, out, err, kw):
+        try:
+            res = json.loads(out)
+            why = "code %s: %s (%s)" % (res.get("code"), res.get("msg"), res.get("details"))
+        except ValueError:
+            why = "exit %d: %s" % (rc, (out + err).decode(errors="replace")[:300])
+        super().__init__("%s %s %s: %s" % (plugin, command, kw.get("cid", ""), why))
+        self.what = "%s %s, %s" % (plugin, command, why)
 
 
 def libcni_conf(conflist, plugin_index=0, runtime_config=None, prev_result=None):
@@ -102,14 +118,25 @@ def libcni_conf(conflist, plugin_index=0, runtime_config=None, prev_result=None)
 class Case:
     """One timed unit, repeated every iteration: ADD then DEL of one pod (or one VERSION call)."""
 
-    def __init__(self, key, run):
-        self.key, self.run = key, run
+    def __init__(self, key, run, undo=None):
+        self.key, self.run, self.undo = key, run, undo
         self.times = {}     # op -> [ns]
+        self.iters = {}     # op -> [iteration of each sample], for paired ratios
+        self.failures = []  # (iteration, what): reported, never timed
 
     def once(self, r, i, record):
-        for op, ns in self.run(r, i).items():
+        try:
+            times = self.run(r, i)
+        except CallFailed as e:
+            print("cni_driver: iteration %d, %s failed: %s" % (i, self.key, e), file=sys.stderr)
+            self.failures.append((i, e.what))
+            if self.undo:
+                self.undo(r, i)
+            return
+        for op, ns in times.items():
             if record:
                 self.times.setdefault(op, []).append(ns)
+                self.iters.setdefault(op, []).append(i)
 
 
 def build_cases(s):
@@ -145,7 +172,10 @@ def build_cases(s):
                                netns=netns, ifname=ifname, cid=cid, pod=pod)
                 del_ns += ns
             return {"ADD": add_ns, "DEL": del_ns}
-        return run
+
+        def undo(r, i):
+            r.undo("macvlan", ifaces, netns, "bench-%s-%d" % (pod, i), pod, libcni_conf)
+        return run, undo
 
     def wasmcni(netns, pod, annotations):
         """wasmcni, first and only plugin of the node's conflist. annotations: the pod's
@@ -161,17 +191,22 @@ def build_cases(s):
                                libcni_conf(wasm_list, runtime_config=rc, prev_result=res),
                                netns=netns, cid=cid, pod=pod)
             return {"ADD": ns_add, "DEL": ns_del}
-        return run
+
+        def undo(r, i):
+            rc = None if annotations is None else {"io.kubernetes.cri.pod-annotations": annotations}
+            r.undo("wasmcni", [("eth0", wasm_list)], netns, "bench-%s-%d" % (pod, i), pod,
+                   lambda c: libcni_conf(c, runtime_config=rc))
+        return run, undo
 
     p = s["pods"]
-    cases.append(Case("ref.one", reference([("eth0", ref_list)], s["netns"]["ref_one"], p["ref_one"])))
-    cases.append(Case("wasmcni.one.rt", wasmcni(s["netns"]["w_one_rt"], p["w_one_rt"], {})))
-    cases.append(Case("wasmcni.one.get", wasmcni(s["netns"]["w_one_get"], p["w_one_get"], None)))
-    cases.append(Case("ref.two", reference([("eth0", ref_list), ("net1", ref_net1)],
+    cases.append(Case("ref.one", *reference([("eth0", ref_list)], s["netns"]["ref_one"], p["ref_one"])))
+    cases.append(Case("wasmcni.one.rt", *wasmcni(s["netns"]["w_one_rt"], p["w_one_rt"], {})))
+    cases.append(Case("wasmcni.one.get", *wasmcni(s["netns"]["w_one_get"], p["w_one_get"], None)))
+    cases.append(Case("ref.two", *reference([("eth0", ref_list), ("net1", ref_net1)],
                                            s["netns"]["ref_two"], p["ref_two"])))
-    cases.append(Case("wasmcni.two.rt", wasmcni(s["netns"]["w_two_rt"], p["w_two_rt"],
+    cases.append(Case("wasmcni.two.rt", *wasmcni(s["netns"]["w_two_rt"], p["w_two_rt"],
                                                  {"k8s.v1.cni.cncf.io/networks": s["extra_nad"]})))
-    cases.append(Case("wasmcni.two.get", wasmcni(s["netns"]["w_two_get"], p["w_two_get"], None)))
+    cases.append(Case("wasmcni.two.get", *wasmcni(s["netns"]["w_two_get"], p["w_two_get"], None)))
 
     def floor(r, i):
         """The harness' own cost: spawn + exit of a trivial static-ish program."""
@@ -192,26 +227,35 @@ def profile(s, out):
         if not c.key.startswith("wasmcni.") or c.key == "wasmcni.version":
             continue
         log = "%s/%s.log" % (out, c.key)
-        c.run(Runner(s, {"WASMCNI_LOG": "trace", "WASMCNI_LOG_FILE": log}), 1000000)
+        c.once(Runner(s, {"WASMCNI_LOG": "trace", "WASMCNI_LOG_FILE": log}), 1000000, False)
         strace, perf = "/usr/bin/strace", "/usr/bin/perf"
         if os.path.exists(strace):
-            c.run(Runner(s, wrap=lambda op, k=c.key: [strace, "-f", "-c", "-o",
-                                                      "%s/%s.%s.strace" % (out, k, op)]), 1000001)
-            c.run(Runner(s, wrap=lambda op, k=c.key: [strace, "-f", "-ttt", "-T", "-o",
-                                                      "%s/%s.%s.timeline" % (out, k, op)]), 1000002)
+            c.once(Runner(s, wrap=lambda op, k=c.key: [strace, "-f", "-c", "-o",
+                                                       "%s/%s.%s.strace" % (out, k, op)]), 1000001, False)
+            c.once(Runner(s, wrap=lambda op, k=c.key: [strace, "-f", "-ttt", "-T", "-o",
+                                                       "%s/%s.%s.timeline" % (out, k, op)]), 1000002, False)
         if os.path.exists(perf):
-            c.run(Runner(s, wrap=lambda op, k=c.key: [perf, "stat", "-o",
-                                                      "%s/%s.%s.perfstat" % (out, k, op), "--"]), 1000003)
+            c.once(Runner(s, wrap=lambda op, k=c.key: [perf, "stat", "-o",
+                                                       "%s/%s.%s.perfstat" % (out, k, op), "--"]), 1000003, False)
 
 
 def run_once(s, n, warmup):
+    """One run: every case once per iteration, the starting case rotating. Returns the samples
+    per case and op, and the failed calls (a failed case is left out of that iteration, undone
+    as a runtime would, and listed; more than 5 % failures end the run)."""
     r = Runner(s)
     cases = build_cases(s)
     for i in range(warmup + n):
         k = i % len(cases)
         for c in cases[k:] + cases[:k]:
             c.once(r, i, record=i >= warmup)
-    return {c.key: c.times for c in cases}
+        failed = sum(len(c.failures) for c in cases)
+        if failed > max(3, (warmup + n) // 20):
+            sys.exit("cni_driver: %d calls failed, giving up:\n%s" % (failed, "\n".join(
+                "  %s iteration %d: %s" % (c.key, j, w) for c in cases for j, w in c.failures)))
+    res = {c.key: c.times for c in cases}
+    res["iterations"] = {c.key: c.iters for c in cases}
+    return res, [(c.key, j, w) for c in cases for j, w in c.failures]
 
 
 ROWS = [
@@ -269,12 +313,13 @@ def main():
     with open(a.setup) as f:
         s = json.load(f)
 
-    runs, loads = [], []
+    runs, loads, failures = [], [], []
     for k in range(a.runs):
         load0 = os.getloadavg()
         t0 = time.monotonic()
-        res = run_once(s, a.n, a.warmup)
+        res, failed = run_once(s, a.n, a.warmup)
         runs.append(res)
+        failures.append(failed)
         loads.append((load0[0], os.getloadavg()[0]))
         print("run %d/%d: %.1f s, loadavg before %.2f after %.2f" % (
             k + 1, a.runs, time.monotonic() - t0, load0[0], os.getloadavg()[0]), file=sys.stderr)
@@ -303,6 +348,11 @@ def main():
               ", ".join("%.2f → %.2f" % l for l in loads), os.cpu_count()))
     if a.command:
         print("Command: `%s`" % a.command)
+    for k, failed in enumerate(failures):
+        if failed:
+            print("\nRun %d: %d failed call(s), undone, left out of the samples:" % (k + 1, len(failed)))
+            for key, j, w in failed:
+                print("- %s, iteration %d: %s" % (key, j, w))
     if len(runs) > 1:
         print("\nSpread between consecutive runs (median of run k+1 vs run k, per case):\n")
         print("| case | op | " + " | ".join("run %d" % (k + 1) for k in range(len(runs))) + " | max spread |")
@@ -321,7 +371,12 @@ def main():
         print("\nRatios per run: " + "; ".join(ratios))
         paired = []
         for label, ref, wasm, op in ROWS:
-            rs = [statistics.median([w / r for w, r in zip(run[wasm][op], run[ref][op])]) for run in runs]
+            rs = []
+            for run in runs:
+                it = run["iterations"]
+                refs = dict(zip(it[ref][op], run[ref][op]))
+                rs.append(statistics.median([w / refs[i] for i, w in zip(it[wasm][op], run[wasm][op])
+                                             if i in refs]))
             paired.append("%s %s: %s" % (wasm, op, " → ".join("%.2f×" % x for x in rs)))
         print("\nPaired ratios per run (median over iterations of wasmcni/reference in the same "
               "iteration, less sensitive to load drifting during a run): " + "; ".join(paired))
