@@ -45,7 +45,7 @@ pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error>
         },
         None => pod_facts(&kube.pod(&namespace, &name).await?, &namespace, &name, uid),
     };
-    let call = call(req, conf, facts.clone(), Some(kube.clone()))?;
+    let call = call(req, conf, facts.clone(), Some(kube.clone()));
 
     // 2. Which extra networks: the delegation guest decides, the host validates and resolves.
     let decider = call.guest(&call.conf.delegation, Origin::Node).await?;
@@ -54,7 +54,7 @@ pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error>
         node: call.node.clone(),
         default_networks: defaults,
     };
-    let decided = call.guests.decide(&decider, &ask)?;
+    let decided = call.guests()?.decide(&decider, &ask)?;
     tracing::info!(
         "delegation guest {} (sha256 {}) chose {} extra network(s) for {}: {:?}",
         decider.name(),

@@ -53,7 +53,7 @@ pub(super) async fn check(req: &Request, conf: PluginConf) -> Result<(), Error> 
         ));
     }
     let kube = k8s::Client::from_kubeconfig(&conf.kubeconfig).await.ok();
-    let call = call(req, conf, pod_stub(&namespace, &name, None), kube)?;
+    let call = call(req, conf, pod_stub(&namespace, &name, None), kube);
     delegate::check_chain(&call, &rec.cluster.name, &rec.cluster, &rec.ifname, &given).await?;
     for (att, prev) in rec.attachments.iter().zip(&rec.results) {
         let prev = prev.as_ref().ok_or_else(|| {

@@ -36,7 +36,7 @@ pub(super) async fn del(req: &Request, conf: PluginConf) -> Result<(), Error> {
     };
     let pod = pod_stub(&namespace, &name, req.args.pod_uid.as_deref());
     let dir = conf.cni_dir.clone();
-    let call = call(req, conf, pod, kube.clone())?;
+    let call = call(req, conf, pod, kube.clone());
     let mut first: Option<Error> = None;
     let mut keep = |r: Result<(), Error>| {
         if let Err(e) = r {

@@ -36,7 +36,7 @@ pub(super) async fn gc(req: &Request, conf: PluginConf, stdin: &[u8]) -> Result<
         r.container_id = rec.container_id.clone();
         r.ifname = rec.ifname.clone();
         r.netns = None;
-        let call = call(&r, conf.clone(), pod_stub(ns, name, None), kube.clone())?;
+        let call = call(&r, conf.clone(), pod_stub(ns, name, None), kube.clone());
         match undo(&call, &rec).await {
             Ok(()) => {
                 if let Err(e) = Record::remove(&conf.cni_dir, &rec.container_id) {

@@ -7,16 +7,13 @@ mod del;
 mod gc;
 mod status;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::cni::types::CniResult;
 use crate::cni::{self, Code, Command, Error, Request};
 use crate::config::PluginConf;
 use crate::delegate::Call;
-use crate::guest::{Guests, Pod};
+use crate::guest::Pod;
 
 /// Run one CNI invocation. Returns what to print on stdout and whether it succeeded.
 pub fn run(env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
@@ -163,36 +160,17 @@ fn pod_ref(req: &Request) -> Result<(String, String), Error> {
 }
 
 /// The shared context of a verb.
-fn call(
-    req: &Request,
-    conf: PluginConf,
-    pod: Pod,
-    kube: Option<crate::k8s::Client>,
-) -> Result<Call, Error> {
-    let guests: Arc<Guests> = Guests::new(
-        conf.guest_cache_dir.clone(),
-        Duration::from_millis(conf.guest_timeout_ms),
-    )
-    .map_err(|e| {
-        Error::new(
-            Code::Internal,
-            "cannot start the Wasm engine",
-            format!("{e:#}"),
-        )
-    })?;
-    Ok(Call {
-        container_id: req.container_id.clone(),
-        netns: req.netns.clone(),
-        args: req.args.clone(),
-        path: req.path.clone(),
+fn call(req: &Request, conf: PluginConf, pod: Pod, kube: Option<crate::k8s::Client>) -> Call {
+    Call::new(
+        req.container_id.clone(),
+        req.netns.clone(),
+        req.args.clone(),
+        req.path.clone(),
         pod,
-        node: conf.node(),
+        conf.node(),
         kube,
-        guests,
         conf,
-        pins: tokio::sync::OnceCell::new(),
-        notes: Default::default(),
-    })
+    )
 }
 
 /// The cluster network's chain with the runtime's capability arguments (`runtimeConfig`:

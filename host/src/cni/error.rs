@@ -204,6 +204,7 @@ impl From<crate::delegate::Error> for Error {
                 Error::new(Code::Delegate, e.to_string(), chain(&e))
             }
             D::Cache { .. } => Error::new(Code::Io, e.to_string(), chain(&e)),
+            D::Engine(_) => Error::new(Code::Internal, e.to_string(), ""),
             D::Drift { .. } => Error::new(Code::Drift, "CHECK found drift", e.to_string()),
             D::Ipam(i) => i.into(),
             D::Guest(g) => g.into(),

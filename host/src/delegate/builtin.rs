@@ -438,7 +438,7 @@ async fn allocate(
             let chosen = async {
                 let policy = call.guest(&ic.policy(), Origin::Network).await?;
                 let pick = ipam::Pick::Policy {
-                    guests: &call.guests,
+                    guests: call.guests()?,
                     guest: &policy,
                     req: &req,
                 };
@@ -462,7 +462,7 @@ async fn allocate(
                         .guest(&GuestRef::builtin("lowest-free"), Origin::Network)
                         .await?;
                     let pick = ipam::Pick::Policy {
-                        guests: &call.guests,
+                        guests: call.guests()?,
                         guest: &builtin,
                         req: &req,
                     };

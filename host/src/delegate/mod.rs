@@ -102,6 +102,9 @@ pub enum Error {
     /// A netlink operation failed.
     #[error(transparent)]
     Netlink(netlink::Error),
+    /// The Wasm engine could not be started.
+    #[error("cannot start the Wasm engine: {0}")]
+    Engine(String),
 }
 
 impl Error {
@@ -133,8 +136,9 @@ pub struct Call {
     pub node: String,
     /// The API client (IPPools).
     pub kube: Option<k8s::Client>,
-    /// The guest engine.
-    pub guests: Arc<Guests>,
+    /// The guest engine, started on first use: DEL, CHECK and GC never run a guest and so never
+    /// pay for an engine and its epoch thread.
+    guests: std::sync::OnceLock<Arc<Guests>>,
     /// wasmcni's config.
     pub conf: PluginConf,
     /// The admin's guest pins, read at most once per call and only if a guest needs them.
@@ -144,6 +148,46 @@ pub struct Call {
 }
 
 impl Call {
+    /// The shared context of one CNI call.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        container_id: String,
+        netns: Option<PathBuf>,
+        args: CniArgs,
+        path: Vec<PathBuf>,
+        pod: Pod,
+        node: String,
+        kube: Option<k8s::Client>,
+        conf: PluginConf,
+    ) -> Self {
+        Call {
+            container_id,
+            netns,
+            args,
+            path,
+            pod,
+            node,
+            kube,
+            guests: std::sync::OnceLock::new(),
+            conf,
+            pins: tokio::sync::OnceCell::new(),
+            notes: Default::default(),
+        }
+    }
+
+    /// The guest engine of this call, started on first use.
+    pub fn guests(&self) -> Result<&Guests, Error> {
+        if let Some(g) = self.guests.get() {
+            return Ok(g);
+        }
+        let g = Guests::new(
+            self.conf.guest_cache_dir.clone(),
+            std::time::Duration::from_millis(self.conf.guest_timeout_ms),
+        )
+        .map_err(|e| Error::Engine(format!("{e:#}")))?;
+        Ok(self.guests.get_or_init(|| g))
+    }
+
     /// `namespace/name` of the pod.
     pub fn podref(&self) -> String {
         format!("{}/{}", self.pod.namespace, self.pod.name)
@@ -157,7 +201,7 @@ impl Call {
         } else {
             &NONE
         };
-        self.guests.load(r, origin, pins).map_err(Error::Guest)
+        self.guests()?.load(r, origin, pins).map_err(Error::Guest)
     }
 
     async fn pins(&self) -> Result<&Pins, Error> {

@@ -229,7 +229,7 @@ pub async fn allocate(
                         None => "it is reserved or excluded in this range".into(),
                     }));
                 }
-                (o, "requested by the pod".to_string())
+                (o, "the pod requested".to_string())
             }
             Pick::Policy { guests, guest, req } => {
                 let (answer, view) = guests.propose(guest, req, view).map_err(Error::Guest)?;
@@ -261,7 +261,7 @@ pub async fn allocate(
                 (
                     offset,
                     format!(
-                        "proposed by ipam guest {} (sha256 {})",
+                        "ipam guest {} (sha256 {}) proposed",
                         guest.name(),
                         guest.digest()
                     ),
@@ -283,7 +283,7 @@ pub async fn allocate(
         {
             Cas::Done => {
                 tracing::info!(
-                    "{} for {}, {chooser}; committed to IPPool {namespace}/{name}",
+                    "{chooser} {} for {}; committed to IPPool {namespace}/{name}",
                     range.address(offset),
                     owner.podref
                 );
