@@ -25,6 +25,7 @@ const VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 /// without `cniVersion` read as bytes is 0.1.0 to libcni), which wasmcni does not speak.
 const DEVIATIONS: &[(&str, Mode)] = &[
     ("no-version.json", Mode::Bytes),
+    ("prev-keys-empty.json", Mode::Bytes),
     ("version-empty.json", Mode::Bytes),
 ];
 

@@ -434,42 +434,68 @@ impl CniResult {
     /// Read the `prevResult` of a config at `conf_version`, as every reference plugin does
     /// (`version.ParsePrevResult`): the config's version picks the shape, and the result's own
     /// `cniVersion` (the config's when absent) must be one of that shape's versions — so a
-    /// 0.4.0 prevResult in a 0.3.1 config is read, in a 1.0.0 config refused.
+    /// 0.4.0 prevResult in a 0.3.1 config is read, in a 1.0.0 config refused
+    /// ([`CniResult::prev_result_version`] tells that case apart).
     pub fn from_prev_result(v: &Value, conf_version: &str) -> Result<Self, String> {
-        let obj = object(v, "prevResult")?;
-        let mut obj = obj.clone();
+        let version = Self::prev_result_version(v, conf_version)?;
+        let mut obj = object(v, "prevResult")?.clone();
+        obj.retain(|k, _| fold(k) != "cniversion");
+        obj.insert("cniVersion".into(), Value::String(version));
+        Self::create(conf_version, &obj).map_err(|e| format!("could not parse prevResult: {e}"))
+    }
+
+    /// The version a `prevResult` is read at in a config at `conf_version`, or why libcni's
+    /// `version.ParsePrevResult` refuses that version (a version of the other shape, an unknown
+    /// one, or a config version libcni has no result type for). Only the version is judged: a
+    /// prevResult that is not an object passes here and is refused by
+    /// [`CniResult::from_prev_result`].
+    pub fn prev_result_version(v: &Value, conf_version: &str) -> Result<String, String> {
+        let Some(obj) = v.as_object() else {
+            return Ok(conf_version.to_string());
+        };
         // ParsePrevResult injects "CNIVersion" (sic) unless that very key holds a non-empty
-        // string; Go then marshals the map with sorted keys and the struct's `cniVersion`
-        // takes the last key that folds to it.
-        let inject = match obj.get("CNIVersion") {
+        // string; Go then marshals the map with sorted keys, and the struct's `cniVersion`
+        // takes the last key that folds to it (`null` leaves it as it was).
+        let injected = match obj.get("CNIVersion") {
             None => true,
             Some(Value::String(s)) => s.is_empty(),
             Some(_) => false,
         };
-        if inject {
-            obj.insert("CNIVersion".into(), Value::String(conf_version.into()));
-        }
-        let mut keys: Vec<&String> = obj
-            .keys()
-            .filter(|k| fold(k) == fold("cniVersion"))
+        let mut keys: Vec<(&str, Value)> = obj
+            .iter()
+            .filter(|(k, _)| fold(k) == "cniversion" && (k.as_str() != "CNIVersion" || !injected))
+            .map(|(k, v)| (k.as_str(), v.clone()))
             .collect();
-        keys.sort();
+        if injected {
+            keys.push(("CNIVersion", Value::String(conf_version.into())));
+        }
+        keys.sort_by(|a, b| a.0.cmp(b.0));
         let mut version = String::new();
-        for k in keys {
-            match &obj[k] {
+        for (_, value) in keys {
+            match value {
                 Value::Null => {}
-                Value::String(s) => version = s.clone(),
+                Value::String(s) => version = s,
                 v => {
                     return Err(format!(
                         "could not parse prevResult: cannot unmarshal {} into cniVersion",
-                        kind(v)
+                        kind(&v)
                     ));
                 }
             }
         }
-        obj.retain(|k, _| fold(k) != fold("cniVersion"));
-        obj.insert("cniVersion".into(), Value::String(version));
-        Self::create(conf_version, &obj).map_err(|e| format!("could not parse prevResult: {e}"))
+        let family = shape(conf_version).ok_or_else(|| {
+            format!("could not parse prevResult: unsupported CNI result version {conf_version:?}")
+        })?;
+        if shape(&version) != Some(family) {
+            let supported = match family {
+                Shape::V04 => "[0.3.0 0.3.1 0.4.0]",
+                Shape::V1 => "[1.0.0 1.1.0]",
+            };
+            return Err(format!(
+                "could not parse prevResult: result type supports {supported} but unmarshalled CNIVersion is {version:?}"
+            ));
+        }
+        Ok(version)
     }
 
     /// libcni's `create.Create(version, bytes)`: the shape of `version`, then the result's own
@@ -860,6 +886,14 @@ mod tests {
             "1.1.0"
         );
         assert!(CniResult::from_prev_result(&json!({"cniVersion":"9.9.9"}), "1.1.0").is_err());
+        // The version alone, for callers that answer a version mismatch with its own code.
+        assert_eq!(
+            CniResult::prev_result_version(&prev, "0.3.0").as_deref(),
+            Ok("0.4.0")
+        );
+        assert!(CniResult::prev_result_version(&prev, "1.1.0").is_err());
+        assert!(CniResult::prev_result_version(&json!("x"), "1.1.0").is_ok());
+        assert!(CniResult::from_prev_result(&json!("x"), "1.1.0").is_err());
     }
 
     #[test]
