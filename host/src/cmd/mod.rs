@@ -105,26 +105,22 @@ fn allowed_at(command: Command, version: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// A `prevResult` must be a result of the config's own version: a runtime converts the result
-/// it cached to the config's version before passing it (libcni does).
+/// `prevResult`, read as every reference plugin reads it (libcni's `version.ParsePrevResult`):
+/// the config's version picks the shape, and the result's own `cniVersion` (the config's when
+/// absent) must be of that shape — 0.3.0/0.3.1/0.4.0 or 1.0.0/1.1.0 — so a 0.4.0 prevResult is
+/// read in a 0.3.1 config and refused in a 1.0.0 one (code 1).
 pub(crate) fn prev_result(conf: &PluginConf) -> Result<Option<CniResult>, Error> {
     let Some(v) = &conf.prev_result else {
         return Ok(None);
     };
-    let version = v.get("cniVersion").and_then(Value::as_str);
-    if let Some(version) = version
-        && version != conf.cni_version
-    {
-        return Err(Error::new(
+    CniResult::prev_result_version(v, &conf.cni_version).map_err(|why| {
+        Error::new(
             Code::IncompatibleVersion,
             "prevResult is of another version",
-            format!(
-                "prevResult is cniVersion {version:?} but the config is {:?}; pass the result converted to the config's version",
-                conf.cni_version
-            ),
-        ));
-    }
-    CniResult::from_value(v)
+            why,
+        )
+    })?;
+    CniResult::from_prev_result(v, &conf.cni_version)
         .map(Some)
         .map_err(|why| Error::new(Code::InvalidConfig, "invalid prevResult", why))
 }

@@ -231,8 +231,12 @@ pub async fn check(call: &Call, network: &str, conf: &Value, ifname: &str) -> Re
         ifname: ifname.into(),
         what,
     };
+    let version = conf
+        .get("cniVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let prev = match conf.get("prevResult") {
-        Some(v) => CniResult::from_value(v).map_err(|why| Error::Config {
+        Some(v) => CniResult::from_prev_result(v, version).map_err(|why| Error::Config {
             network: network.into(),
             why: format!("prevResult: {why}"),
         })?,

@@ -111,7 +111,11 @@ pub async fn run(
         plugin: plugin.into(),
         why: format!("not JSON: {e}"),
     })?;
-    CniResult::from_value(&v)
+    let version = conf
+        .get("cniVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    CniResult::from_plugin_output(&v, version)
         .map(Some)
         .map_err(|why| Error::BadOutput {
             plugin: plugin.into(),
