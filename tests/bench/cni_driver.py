@@ -261,16 +261,17 @@ def run_once(s, n, warmup):
 ROWS = [
     # label, reference case, wasmcni case, op
     ("VERSION", "ref.version", "wasmcni.version", "VERSION"),
-    ("ADD, one macvlan + host-local (eth0); wasmcni: runtime's annotations, no pod GET",
-     "ref.one", "wasmcni.one.rt", "ADD"),
-    ("DEL, same", "ref.one", "wasmcni.one.rt", "DEL"),
-    ("ADD, same; wasmcni: pod GET (no runtime annotations)", "ref.one", "wasmcni.one.get", "ADD"),
-    ("DEL, same", "ref.one", "wasmcni.one.get", "DEL"),
-    ("ADD, eth0 as above + net1 macvlan; reference: 2 execs with host-local; "
-     "wasmcni: NAD, whereabouts IPPool CAS, runtime's annotations", "ref.two", "wasmcni.two.rt", "ADD"),
-    ("DEL, same", "ref.two", "wasmcni.two.rt", "DEL"),
-    ("ADD, same; wasmcni: pod GET", "ref.two", "wasmcni.two.get", "ADD"),
-    ("DEL, same", "ref.two", "wasmcni.two.get", "DEL"),
+    ("ADD: eth0 = macvlan + host-local; wasmcni gets the pod's annotations from the runtime "
+     "(no pod GET)", "ref.one", "wasmcni.one.rt", "ADD"),
+    ("DEL: the same", "ref.one", "wasmcni.one.rt", "DEL"),
+    ("ADD: the same; wasmcni GETs the pod", "ref.one", "wasmcni.one.get", "ADD"),
+    ("DEL: the same", "ref.one", "wasmcni.one.get", "DEL"),
+    ("ADD: eth0 as above + net1 macvlan (reference: exec'd once per interface, host-local; "
+     "wasmcni: NAD GET, whereabouts IPPool CAS), annotations from the runtime",
+     "ref.two", "wasmcni.two.rt", "ADD"),
+    ("DEL: the same", "ref.two", "wasmcni.two.rt", "DEL"),
+    ("ADD: the same; wasmcni GETs the pod", "ref.two", "wasmcni.two.get", "ADD"),
+    ("DEL: the same", "ref.two", "wasmcni.two.get", "DEL"),
 ]
 
 
@@ -287,8 +288,8 @@ def table(res):
             label, ms(statistics.median(a)), ms(pct(a, 90)),
             ms(statistics.median(b)), ms(pct(b, 90)),
             statistics.median(b) / statistics.median(a)))
-    out.append("| ipvlan (reference ipvlan + host-local vs wasmcni) | not measured: this kernel "
-               "has no ipvlan; the kernel VM (qemu TCG) would time the emulator | | |")
+    out.append("| ipvlan ADD/DEL | not measured: this kernel has no ipvlan, and in the kernel VM "
+               "(qemu TCG) it would time the emulator | — | — |")
     return "\n".join(out)
 
 
