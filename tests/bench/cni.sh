@@ -17,7 +17,8 @@
 # runs, untimed ADD/DELs of each wasmcni case with WASMCNI_LOG=trace, under strace and perf stat.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-export REPO=$(cd "$HERE/../.." && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+export REPO
 export WASMCNI=${WASMCNI:-$REPO/target/release/wasmcni}
 PYTHON=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}
 export PYTHON
@@ -40,6 +41,7 @@ shift
 STATE_DIR=$(dirname "$KUBECONFIG")
 WORK=$(mktemp -d /tmp/wasmcni-bench-cni.XXXXXX)
 NETNS=()
+# shellcheck disable=SC2317  # invoked by trap
 cleanup() {
     local n
     for n in "${NETNS[@]}"; do ip netns del "$n" 2>/dev/null; done
@@ -140,6 +142,6 @@ done
 alloc=$(kc -n kube-system get ippools.whereabouts.cni.cncf.io 172.16.20.0-24 -o json 2>/dev/null | jq -c '.spec.allocations // {}')
 [[ -z $alloc || $alloc == '{}' ]] || left+=" IPPool allocations $alloc;"
 [[ -z $(ls -A "$WORK/delegates" 2>/dev/null) ]] || left+=" delegate cache $(ls "$WORK/delegates");"
-[[ -z $(ls "$WORK/host-local"/*/ 2>/dev/null | grep -E '^[0-9]') ]] || left+=" host-local leases;"
+for f in "$WORK"/host-local/*/[0-9]*; do [[ -e $f ]] && { left+=" host-local lease ${f#"$WORK"/};"; break; }; done
 if [[ -n $left ]]; then echo "cni.sh: left behind after the run:$left" >&2; rc=1; fi
 exit $rc
