@@ -50,7 +50,7 @@ check "a good pod attaches with the hostile policy (it behaves for it)" cni add 
 BASELINE=$(pool_allocations $POOL)
 check_eq "it got the lowest free address" '["1"]' "$(jq -c 'keys' <<<"$BASELINE")"
 
-for case in "loop:101:interrupt" "bomb:101:memory" "trap:101:unreachable" \
+for case in "loop:101:ran past its deadline" "bomb:101:memory" "trap:101:unreachable" \
             "outside:101:outside 172.16.7.0/24" "network-address:101:reserved or excluded" \
             "taken:101:already allocated to default/holder" "huge:100:bytes cut" \
             "fs:100:no file access" "env:100:env vars visible: 0, args: 0" "clock:100:clock: 0"; do
@@ -63,7 +63,7 @@ done
 # The delegation guest, named by the node's config (an admin may pin a node path).
 write_wasmcni_conf 1.0.0 "\"guestTimeoutMs\":300,\"namespaceIsolation\":true,\"delegation\":{\"guest\":\"$DELEG_WASM\",\"sha256\":\"$DELEG_SHA\"}"
 jq -c '.plugins[0] + {name: .name, cniVersion: .cniVersion}' "$NETDIR/00-wasmcni.conflist" > "$CONF_FILE"
-for case in "loop:101:interrupt" "trap:101:unreachable" "huge:101:at most 32" \
+for case in "loop:101:ran past its deadline" "trap:101:unreachable" "huge:101:at most 32" \
             "bad-interface:101:../../etc" "duplicate-interface:101:used twice" "steal-eth0:101:\"eth0\" is used twice" \
             "other-namespace:100:not allowed for pods in namespace default"; do
     IFS=: read -r pod code text <<<"$case"

@@ -116,7 +116,7 @@ pub enum Error {
         name: String,
         /// Its sha256.
         digest: String,
-        /// The trap, e.g. `wasm trap: interrupt` for a deadline (the wasm backtrace is logged).
+        /// The trap, or the deadline it ran past (the wasm backtrace is logged).
         reason: String,
     },
     /// The guest answered something the host does not accept.
@@ -264,6 +264,27 @@ impl Guests {
         loader::load(&self.engine, &self.cache_dir, r, origin, pins)
     }
 
+    /// The error for a guest that trapped; a deadline is named as such, with the budget.
+    fn trapped(&self, guest: &Loaded, e: wasmtime::Error) -> Error {
+        tracing::warn!(
+            "guest {:?} (sha256 {}) trapped: {e:?}",
+            guest.name,
+            guest.digest
+        );
+        let reason = match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => format!(
+                "ran past its deadline of {} ms (guestTimeoutMs)",
+                self.deadline_ticks
+            ),
+            _ => e.root_cause().to_string(),
+        };
+        Error::Trapped {
+            name: guest.name.clone(),
+            digest: guest.digest.clone(),
+            reason,
+        }
+    }
+
     fn store(&self) -> Store<GuestState> {
         let state = GuestState {
             wasi: empty_wasi(),
@@ -352,12 +373,14 @@ impl Guests {
         guest: &Loaded,
         req: &DelegationRequest,
     ) -> Result<Vec<Attachment>, Error> {
-        let trapped = |source| guest.trapped(source);
+        let trapped = |source| self.trapped(guest, source);
         let pre = self.delegation_pre(guest)?;
         let mut store = self.store();
+        // Instantiation runs guest code (initialisers): a trap there is the guest's, deadline
+        // included.
         let inst = pre
             .instantiate(&mut store)
-            .map_err(|e| guest.load_error(e))?;
+            .map_err(|e| self.trapped(guest, e))?;
         let answer = inst
             .wasmcni_policy_delegation()
             .call_decide(&mut store, req)
@@ -379,9 +402,11 @@ impl Guests {
     ) -> Result<(Result<u64, Refusal>, PoolView), Error> {
         let pre = self.ipam_pre(guest)?;
         let mut store = self.store();
+        // Instantiation runs guest code (initialisers): a trap there is the guest's, deadline
+        // included.
         let inst = pre
             .instantiate(&mut store)
-            .map_err(|e| guest.load_error(e))?;
+            .map_err(|e| self.trapped(guest, e))?;
         let handle = store
             .data_mut()
             .table
@@ -391,7 +416,7 @@ impl Guests {
         let answer = inst
             .wasmcni_policy_ipam()
             .call_propose(&mut store, req, borrowed)
-            .map_err(|e| guest.trapped(e))?;
+            .map_err(|e| self.trapped(guest, e))?;
         let view = store
             .data_mut()
             .table
@@ -423,18 +448,6 @@ impl Loaded {
     /// The sha256 of its bytes.
     pub fn digest(&self) -> &str {
         &self.digest
-    }
-    fn trapped(&self, e: wasmtime::Error) -> Error {
-        tracing::warn!(
-            "guest {:?} (sha256 {}) trapped: {e:?}",
-            self.name,
-            self.digest
-        );
-        Error::Trapped {
-            name: self.name.clone(),
-            digest: self.digest.clone(),
-            reason: e.root_cause().to_string(),
-        }
     }
     fn load_error(&self, source: wasmtime::Error) -> Error {
         Error::Load {
