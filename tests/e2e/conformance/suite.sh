@@ -18,6 +18,9 @@ t0=$SECONDS
 # IPAM sections. static: the same address by construction; host-local: the same range with
 # a dataDir per side (@DATADIR@), so both get the first address of the range.
 static_v4='{"type":"static","addresses":[{"address":"10.10.0.5/24","gateway":"10.10.0.1"}],
+  "routes":[{"dst":"0.0.0.0/0"},{"dst":"192.168.50.0/24","gw":"10.10.0.254"}]}'
+# The same with a dns section in the IPAM config (static passes it on in its result).
+static_dns='{"type":"static","addresses":[{"address":"10.10.0.5/24","gateway":"10.10.0.1"}],
   "routes":[{"dst":"0.0.0.0/0"},{"dst":"192.168.50.0/24","gw":"10.10.0.254"}],
   "dns":{"nameservers":["10.10.0.53"],"search":["ipam.example"]}}'
 hostlocal='{"type":"host-local","ranges":[[{"subnet":"10.20.0.0/24","rangeStart":"10.20.0.10","gateway":"10.20.0.1"}]],
@@ -33,8 +36,10 @@ plugin_dns='"dns":{"nameservers":["192.0.2.53"],"domain":"plugin.example","searc
 
 case $1 in
 macvlan)
-    conformance_case "macvlan bridge, static (gateway, routes, dns) @1.0.0" 1.0.0 \
+    conformance_case "macvlan bridge, static (gateway, routes) @1.0.0" 1.0.0 \
         "{\"type\":\"macvlan\",\"master\":\"eth1\",\"mode\":\"bridge\",\"ipam\":$static_v4}"
+    conformance_case "macvlan bridge, static with ipam dns @0.4.0" 0.4.0 \
+        "{\"type\":\"macvlan\",\"master\":\"eth1\",\"mode\":\"bridge\",\"ipam\":$static_dns}"
     conformance_case "macvlan private, static @0.3.1" 0.3.1 \
         "{\"type\":\"macvlan\",\"master\":\"eth1\",\"mode\":\"private\",\"ipam\":$static_v4}"
     conformance_case "macvlan vepa, host-local (gateway, route list) @0.4.0" 0.4.0 \
@@ -46,7 +51,7 @@ macvlan)
     conformance_case "macvlan private, mtu 1280, static @0.4.0" 0.4.0 \
         "{\"type\":\"macvlan\",\"master\":\"eth1\",\"mode\":\"private\",\"mtu\":1280,\"ipam\":$static_v4}"
     conformance_case "macvlan bridge, plugin-level dns + ipam dns @1.0.0" 1.0.0 \
-        "{\"type\":\"macvlan\",\"master\":\"eth1\",\"mode\":\"bridge\",$plugin_dns,\"ipam\":$static_v4}"
+        "{\"type\":\"macvlan\",\"master\":\"eth1\",\"mode\":\"bridge\",$plugin_dns,\"ipam\":$static_dns}"
     conformance_case "macvlan bridge, dual-stack static @1.0.0" 1.0.0 \
         "{\"type\":\"macvlan\",\"master\":\"eth1\",\"mode\":\"bridge\",\"ipam\":$dual}"
     conformance_case "macvlan bridge, static with route priority @1.1.0" 1.1.0 \
@@ -80,8 +85,8 @@ macvlan)
         '{"type":"macvlan","master":"eth1","mode":"bridge","mtu":9000,"ipam":{"type":"static","addresses":[{"address":"10.10.0.5/24"}]}}'
     ;;
 ipvlan)
-    conformance_case "ipvlan l2, static (gateway, routes, dns) @1.0.0" 1.0.0 \
-        "{\"type\":\"ipvlan\",\"master\":\"eth1\",\"mode\":\"l2\",\"ipam\":$static_v4}"
+    conformance_case "ipvlan l2, static (gateway, routes), ipam dns @1.0.0" 1.0.0 \
+        "{\"type\":\"ipvlan\",\"master\":\"eth1\",\"mode\":\"l2\",\"ipam\":$static_dns}"
     conformance_case "ipvlan l2, host-local (gateway, route list) @0.3.1" 0.3.1 \
         "{\"type\":\"ipvlan\",\"master\":\"eth1\",\"mode\":\"l2\",\"ipam\":$hostlocal}"
     conformance_case "ipvlan l3, host-local @0.4.0" 0.4.0 \
