@@ -115,7 +115,10 @@ fn parse_json(text: &str, pod_namespace: &str) -> Result<Vec<Attachment>, Denial
         let name = field("name")?
             .filter(|n| !n.is_empty())
             .ok_or_else(|| bad(format!("element {i}: \"name\" is required")))?;
-        let namespace = field("namespace")?.unwrap_or_else(|| pod_namespace.to_string());
+        // Multus: an empty namespace is the pod's, like a missing one.
+        let namespace = field("namespace")?
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| pod_namespace.to_string());
         let cni_args = match el.get("cni-args") {
             None | Some(serde_json::Value::Null) => None,
             Some(v @ serde_json::Value::Object(_)) => Some(v.to_string()),
@@ -135,3 +138,48 @@ fn parse_json(text: &str, pod_namespace: &str) -> Result<Vec<Attachment>, Denial
 
 #[cfg(target_arch = "wasm32")]
 wasmcni_guest::delegation_policy!(MultusDefault);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmcni_guest::delegation::request;
+
+    fn decide(annotation: &str) -> Result<Vec<Attachment>, Denial> {
+        MultusDefault::decide(&request(
+            "pod-ns",
+            "p",
+            &[],
+            &[(NETWORKS_ANNOTATION, annotation)],
+        ))
+    }
+
+    /// Fuzz finding (host/fuzz, target `annotation`): `"namespace": ""` in the JSON form was
+    /// answered as an empty namespace, which the host refuses as an invalid guest answer; Multus
+    /// reads it as the pod's namespace. Reproducer: host/fuzz/regressions/annotation/.
+    #[test]
+    fn empty_json_namespace_is_the_pods() {
+        let a = decide(r#"[{"name":"x","namespace":""}]"#).unwrap();
+        assert_eq!(a[0].network.namespace, "pod-ns");
+        assert_eq!(a[0].network.name, "x");
+        let text = include_str!("../../../host/fuzz/regressions/annotation/json-empty-namespace");
+        for a in decide(text).unwrap() {
+            assert!(!a.network.namespace.is_empty() && !a.network.name.is_empty());
+        }
+    }
+
+    #[test]
+    fn both_forms() {
+        let a = decide("net-a, other/net-b@eth9").unwrap();
+        assert_eq!(
+            (a[0].network.namespace.as_str(), a[0].network.name.as_str()),
+            ("pod-ns", "net-a")
+        );
+        assert_eq!(a[1].network.namespace, "other");
+        assert_eq!(a[1].interface.as_deref(), Some("eth9"));
+        assert!(decide("a,,b").is_err());
+        assert!(decide("ns/net@if@x").is_err());
+        let a = decide(r#"[{"name":"n","cni-args":{"k":1}}]"#).unwrap();
+        assert_eq!(a[0].cni_args.as_deref(), Some(r#"{"k":1}"#));
+        assert!(decide(r#"[{"name":"n","cni-args":[]}]"#).is_err());
+    }
+}
