@@ -165,7 +165,7 @@ impl From<crate::netlink::Error> for Error {
         use crate::netlink::Error as N;
         let code = match &e {
             N::NetnsGone { .. } => Code::UnknownContainer,
-            N::MasterMissing { .. } => Code::InvalidConfig,
+            N::MasterMissing { .. } | N::Mtu { .. } => Code::InvalidConfig,
             _ => Code::Netlink,
         };
         Error::new(code, e.to_string(), chain(&e))

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{Call, Error, exec};
 use crate::cni::Command;
-use crate::cni::types::{CniResult, Interface, IpConfig};
+use crate::cni::types::{CniResult, Dns, Interface, IpConfig};
 use crate::config::GuestRef;
 use crate::guest::{IpamRequest, Origin};
 use crate::ipam::{self, IpamConf, Owner};
@@ -29,6 +29,12 @@ struct Conf {
     mtu: Option<u32>,
     #[serde(default)]
     ipam: Option<Value>,
+    /// `mac`: the link's MAC (macvlan); the capability argument wins over it.
+    #[serde(default)]
+    mac: Option<String>,
+    /// `dns`: what the result reports (the reference plugins report this, not IPAM's).
+    #[serde(default)]
+    dns: Option<Dns>,
     #[serde(default, rename = "runtimeConfig")]
     runtime_config: RuntimeConf,
 }
@@ -51,6 +57,7 @@ struct Parsed {
     mtu: Option<u32>,
     mac: Option<[u8; 6]>,
     ips: Vec<std::net::IpAddr>,
+    dns: Dns,
     ipam: Ipam,
 }
 
@@ -84,15 +91,15 @@ fn parse(network: &str, conf: &Value) -> Result<Parsed, Error> {
             _ => return Err(bad("ipam.type is required".into())),
         },
     };
-    let mac = match &c.runtime_config.mac {
+    let mac = match c.runtime_config.mac.as_ref().or(c.mac.as_ref()) {
         None => None,
         Some(_) if matches!(kind, LinkKind::Ipvlan(_)) => {
             return Err(bad(
-                "runtimeConfig.mac: an ipvlan link always has its master's MAC (drop the \"mac\" capability)"
+                "mac: an ipvlan link always has its master's MAC (drop \"mac\" and the \"mac\" capability)"
                     .into(),
             ));
         }
-        Some(m) => Some(parse_mac(m).map_err(|why| bad(format!("runtimeConfig.mac: {why}")))?),
+        Some(m) => Some(parse_mac(m).map_err(|why| bad(format!("mac: {why}")))?),
     };
     let ips = c
         .runtime_config
@@ -115,8 +122,31 @@ fn parse(network: &str, conf: &Value) -> Result<Parsed, Error> {
         mtu: c.mtu,
         mac,
         ips,
+        dns: c.dns.unwrap_or_default(),
         ipam,
     })
+}
+
+/// The pod-side sysctls the reference plugins set when they configure addresses: gratuitous ARP / unsolicited NA when the
+/// link comes up or changes address (best effort, as theirs), and for IPv6 addresses IPv6
+/// enabled on the link and `lo` and addresses kept when the link goes down.
+fn sysctls(ns: &Netns, ifname: &str, addrs: &[IpNetwork]) -> Result<(), netlink::Error> {
+    for key in [
+        format!("net/ipv4/conf/{ifname}/arp_notify"),
+        format!("net/ipv6/conf/{ifname}/ndisc_notify"),
+    ] {
+        if let Err(e) = ns.set_sysctls(&[(key, "1")]) {
+            tracing::debug!("{e}");
+        }
+    }
+    if addrs.iter().any(IpNetwork::is_ipv6) {
+        ns.set_sysctls(&[
+            ("net/ipv6/conf/lo/disable_ipv6".into(), "0"),
+            (format!("net/ipv6/conf/{ifname}/disable_ipv6"), "0"),
+            (format!("net/ipv6/conf/{ifname}/keep_addr_on_down"), "1"),
+        ])?;
+    }
+    Ok(())
 }
 
 /// `aa:bb:cc:dd:ee:ff` → bytes; a unicast address only (a multicast MAC breaks the link).
@@ -171,7 +201,21 @@ pub async fn add(
         let inside = ns.handle().map_err(Error::Netlink)?;
         let addrs: Vec<IpNetwork> = ip.ips.iter().map(|i| i.address).collect();
         let gateways: Vec<_> = ip.ips.iter().filter_map(|i| i.gateway).collect();
-        let mac = netlink::configure(&inside, ifname, &addrs, &ip.routes, &gateways).await;
+        let mac = async {
+            if !matches!(p.ipam, Ipam::None) {
+                sysctls(&ns, ifname, &addrs)?;
+            }
+            netlink::configure(
+                &inside,
+                ifname,
+                &addrs,
+                &ip.routes,
+                &ip.route_ext,
+                &gateways,
+            )
+            .await
+        }
+        .await;
         if mac.is_err() {
             let _ = netlink::delete(&inside, ifname).await;
         }
@@ -190,6 +234,7 @@ pub async fn add(
         }
     };
     let mut result = ip;
+    result.dns = p.dns.clone();
     result.interfaces = vec![Interface {
         name: ifname.into(),
         mac,

@@ -14,10 +14,12 @@ use rtnetlink::packet_route::link::{
     InfoData, InfoIpVlan, InfoKind, InfoMacVlan, IpVlanMode, LinkAttribute, LinkFlags, LinkInfo,
     LinkMessage, MacVlanMode,
 };
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope,
+};
 use rtnetlink::{Handle, LinkIpVlan, LinkMacVlan, LinkUnspec, RouteMessageBuilder};
 
-use crate::cni::types::Route;
+use crate::cni::types::{Route, RouteExt};
 use crate::netns::Netns;
 
 /// Why a netlink operation failed.
@@ -61,6 +63,25 @@ pub enum Error {
         /// The kernel's answer (boxed: netlink errors carry the whole request header).
         #[source]
         source: Box<rtnetlink::Error>,
+    },
+    /// The requested MTU is larger than the master's. Not retryable: fix the config.
+    #[error("invalid MTU {mtu}, must be [0, master MTU({master_mtu})] of {master}")]
+    Mtu {
+        /// The configured MTU.
+        mtu: u32,
+        /// The master.
+        master: String,
+        /// Its MTU.
+        master_mtu: u32,
+    },
+    /// A per-interface sysctl of the pod could not be set.
+    #[error("setting {key} in the pod")]
+    Sysctl {
+        /// The sysctl, as a /proc/sys path.
+        key: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// A netlink socket could not be opened.
     #[error("opening a netlink socket")]
@@ -326,7 +347,7 @@ pub async fn create(
     ifname: &str,
     ns: &Netns,
 ) -> Result<(), Error> {
-    let (master_index, _) = find(host, master)
+    let m = inspect(host, master)
         .await
         .map_err(|source| Error::Configure {
             step: format!("looking up master {master}"),
@@ -336,39 +357,98 @@ pub async fn create(
         .ok_or_else(|| Error::MasterMissing {
             master: master.into(),
         })?;
-    let mut msg = match kind {
-        LinkKind::Ipvlan(mode) => LinkIpVlan::new(ifname, master_index, mode)
-            .setns_by_fd(ns.raw_fd())
-            .build(),
-        LinkKind::Macvlan(mode) => LinkMacVlan::new(ifname, master_index, mode)
-            .setns_by_fd(ns.raw_fd())
-            .build(),
-    };
-    if let Some(m) = mtu {
-        msg.attributes.push(LinkAttribute::Mtu(m));
-    }
-    if let Some(mac) = mac {
-        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
-    }
-    host.link()
-        .add(msg)
-        .execute()
-        .await
-        .map_err(|source| Error::LinkCreate {
-            kind: kind.name(),
-            ifname: ifname.into(),
+    // Refused up front, as the reference plugins do, rather than by the kernel's bare EINVAL.
+    if let (Some(mtu), Some(master_mtu)) = (mtu, m.mtu)
+        && mtu > master_mtu
+    {
+        return Err(Error::Mtu {
+            mtu,
             master: master.into(),
-            source: Box::new(source),
-        })
+            master_mtu,
+        });
+    }
+    let master_index = m.index;
+    let message = |name: &str| {
+        let mut msg = match kind {
+            LinkKind::Ipvlan(mode) => LinkIpVlan::new(name, master_index, mode)
+                .setns_by_fd(ns.raw_fd())
+                .build(),
+            LinkKind::Macvlan(mode) => LinkMacVlan::new(name, master_index, mode)
+                .setns_by_fd(ns.raw_fd())
+                .build(),
+        };
+        if let Some(m) = mtu {
+            msg.attributes.push(LinkAttribute::Mtu(m));
+        }
+        if let Some(mac) = mac {
+            msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        msg
+    };
+    let failed = |source| Error::LinkCreate {
+        kind: kind.name(),
+        ifname: ifname.into(),
+        master: master.into(),
+        source: Box::new(source),
+    };
+    match host.link().add(message(ifname)).execute().await {
+        Ok(()) => Ok(()),
+        // Some kernels (Debian bookworm's 6.1) check the new name against the node's links
+        // before moving the link into the pod, so a pod's `eth0` clashes with the node's. Then
+        // the link is made under a name unique on the node and renamed inside the pod.
+        Err(e) if is_errno(&e, EEXIST) => {
+            let tmp = temp_name(ifname);
+            host.link()
+                .add(message(&tmp))
+                .execute()
+                .await
+                .map_err(failed)?;
+            let inside = ns.handle()?;
+            let renamed = async {
+                let (index, _) = find(&inside, &tmp)
+                    .await?
+                    .ok_or(rtnetlink::Error::RequestFailed)?;
+                inside
+                    .link()
+                    .set(LinkUnspec::new_with_index(index).name(ifname).build())
+                    .execute()
+                    .await
+            }
+            .await;
+            if let Err(source) = renamed {
+                let _ = delete(&inside, &tmp).await;
+                return Err(failed(source));
+            }
+            Ok(())
+        }
+        Err(e) => Err(failed(e)),
+    }
 }
 
-/// Bring `ifname` (in `h`'s namespace) up with `addrs`, then add `routes` (a route without a
-/// gateway uses `gateway` of its family, when given). Returns the link's MAC.
+const EEXIST: i32 = 17;
+
+/// A link name for `ifname` that no node interface has: `wc` + 8 hex digits of a hash of the
+/// name, the process and the time (15 bytes at most, as the kernel requires).
+fn temp_name(ifname: &str) -> String {
+    let mut h = crc32fast::Hasher::new();
+    h.update(ifname.as_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.update(&t.as_nanos().to_le_bytes());
+    }
+    format!("wc{:08x}", h.finalize())
+}
+
+/// Bring `ifname` (in `h`'s namespace) up with `addrs`, then add `routes` with their 1.1 keys
+/// `ext` (same index: priority, table, scope) — a route without a gateway uses `gateway` of its
+/// family, when given — the way the reference plugins' `ipam.ConfigureIface` does (protocol
+/// `boot`, as their netlink library writes it). Returns the link's MAC.
 pub async fn configure(
     h: &Handle,
     ifname: &str,
     addrs: &[IpNetwork],
     routes: &[Route],
+    ext: &[RouteExt],
     gateways: &[IpAddr],
 ) -> Result<String, Error> {
     let err = |step: String| {
@@ -399,7 +479,7 @@ pub async fn configure(
         .execute()
         .await
         .map_err(err("setting the link up".into()))?;
-    for r in routes {
+    for (i, r) in routes.iter().enumerate() {
         let gw = r.gw.or_else(|| {
             gateways
                 .iter()
@@ -413,7 +493,23 @@ pub async fn configure(
                 ifname: ifname.into(),
                 source: Box::new(rtnetlink::Error::RequestFailed),
             })?
-            .output_interface(index);
+            .output_interface(index)
+            .protocol(RouteProtocol::Boot);
+        if let Some(x) = ext.get(i) {
+            if let Ok(p) = u32::try_from(x.priority)
+                && p > 0
+            {
+                b = b.priority(p);
+            }
+            if let Some(t) = x.table.and_then(|t| u32::try_from(t).ok())
+                && t > 0
+            {
+                b = b.table_id(t);
+            }
+            if let Some(sc) = x.scope.and_then(|sc| u8::try_from(sc).ok()) {
+                b = b.scope(RouteScope::from(sc));
+            }
+        }
         if let Some(g) = gw {
             b = b.gateway(g).map_err(|e| Error::Configure {
                 step: format!("route {} via {g}: {e}", r.dst),

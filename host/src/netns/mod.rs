@@ -70,6 +70,41 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Set sysctls of this namespace (`(path under /proc/sys, value)`), from a short-lived
+    /// thread inside it: /proc/sys/net shows the namespace of the thread that opens it.
+    pub fn set_sysctls(&self, values: &[(String, &str)]) -> Result<(), Error> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|source| Error::Socket { source })?;
+        let path = self.path.clone();
+        let values: Vec<(String, String)> = values
+            .iter()
+            .map(|(k, v)| (k.clone(), (*v).to_string()))
+            .collect();
+        std::thread::spawn(move || {
+            setns(file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| Error::NetnsGone {
+                path,
+                source: std::io::Error::from(e),
+            })?;
+            for (key, value) in &values {
+                std::fs::write(format!("/proc/sys/{key}"), value).map_err(|source| {
+                    Error::Sysctl {
+                        key: key.clone(),
+                        source,
+                    }
+                })?;
+            }
+            Ok(())
+        })
+        .join()
+        .map_err(|_| Error::Socket {
+            source: std::io::Error::other("netns thread panicked"),
+        })?
+    }
+}
+
 /// An rtnetlink handle in the namespace wasmcni runs in (the node's).
 pub fn host_handle() -> Result<Handle, Error> {
     let (connection, handle, _) =
