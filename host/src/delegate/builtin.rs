@@ -168,6 +168,14 @@ fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     Ok(mac)
 }
 
+/// The API client the in-process IPAM needs (its IPPools live on the API server).
+fn kube<'a>(call: &'a Call, network: &str) -> Result<&'a crate::k8s::Client, Error> {
+    call.kube.as_ref().ok_or_else(|| Error::Config {
+        network: network.into(),
+        why: "no Kubernetes client".into(),
+    })
+}
+
 fn owner(call: &Call, ifname: &str) -> Owner {
     Owner {
         container_id: call.container_id.clone(),
@@ -408,10 +416,7 @@ pub async fn check(call: &Call, network: &str, conf: &Value, ifname: &str) -> Re
             .await
             .map(drop),
         Ipam::InProcess(ic) => {
-            let kube = call.kube.as_ref().ok_or_else(|| Error::Config {
-                network: network.into(),
-                why: "no Kubernetes client".into(),
-            })?;
+            let kube = kube(call, network)?;
             let me = owner(call, ifname);
             for ip in &mine {
                 let held = ipam::holder(kube, ic, &call.conf.ipam_namespace, ip.address.ip())
@@ -458,10 +463,7 @@ async fn allocate(
             })
         }
         Ipam::InProcess(ic) => {
-            let kube = call.kube.as_ref().ok_or_else(|| Error::Config {
-                network: network.into(),
-                why: "no Kubernetes client".into(),
-            })?;
+            let kube = kube(call, network)?;
             let req = IpamRequest {
                 pod: call.pod.clone(),
                 interface: ifname.into(),
@@ -553,10 +555,7 @@ async fn release(
             .await
             .map(drop),
         Ipam::InProcess(ic) => {
-            let kube = call.kube.as_ref().ok_or_else(|| Error::Config {
-                network: network.into(),
-                why: "no Kubernetes client".into(),
-            })?;
+            let kube = kube(call, network)?;
             let range = ic.range().map_err(Error::Ipam)?;
             let pool = ic.pool_name(&range);
             ipam::release(

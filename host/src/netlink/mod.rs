@@ -166,8 +166,8 @@ fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
     matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -errno)
 }
 
-/// The index and MAC of link `name`, or `None` when it does not exist.
-pub async fn find(h: &Handle, name: &str) -> Result<Option<(u32, String)>, rtnetlink::Error> {
+/// The kernel's message for link `name`, or `None` when it does not exist.
+async fn get_link(h: &Handle, name: &str) -> Result<Option<LinkMessage>, rtnetlink::Error> {
     match h
         .link()
         .get()
@@ -176,26 +176,18 @@ pub async fn find(h: &Handle, name: &str) -> Result<Option<(u32, String)>, rtnet
         .try_next()
         .await
     {
-        Ok(Some(msg)) => {
-            let mac = msg
-                .attributes
-                .iter()
-                .find_map(|a| match a {
-                    LinkAttribute::Address(b) => Some(
-                        b.iter()
-                            .map(|x| format!("{x:02x}"))
-                            .collect::<Vec<_>>()
-                            .join(":"),
-                    ),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            Ok(Some((msg.header.index, mac)))
-        }
-        Ok(None) => Ok(None),
+        Ok(msg) => Ok(msg),
         Err(e) if is_errno(&e, libc_enodev()) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// The index and MAC of link `name`, or `None` when it does not exist.
+pub async fn find(h: &Handle, name: &str) -> Result<Option<(u32, String)>, rtnetlink::Error> {
+    Ok(get_link(h, name).await?.map(|msg| {
+        let st = link_state(&msg);
+        (st.index, st.mac)
+    }))
 }
 
 const fn libc_enodev() -> i32 {
@@ -258,18 +250,8 @@ fn link_state(msg: &LinkMessage) -> LinkState {
 
 /// The state of link `name` with its addresses, or `None` when it does not exist.
 pub async fn inspect(h: &Handle, name: &str) -> Result<Option<LinkState>, rtnetlink::Error> {
-    let msg = match h
-        .link()
-        .get()
-        .match_name(name.to_string())
-        .execute()
-        .try_next()
-        .await
-    {
-        Ok(Some(msg)) => msg,
-        Ok(None) => return Ok(None),
-        Err(e) if is_errno(&e, libc_enodev()) => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(msg) = get_link(h, name).await? else {
+        return Ok(None);
     };
     let mut st = link_state(&msg);
     let mut addrs = h.address().get().set_link_index_filter(st.index).execute();
