@@ -120,3 +120,50 @@ YAML
 pool_allocations() {
     kc -n kube-system get ippools.whereabouts.cni.cncf.io "$1" -o jsonpath='{.spec.allocations}' 2>/dev/null | jq -cS '. // {}' 2>/dev/null || echo '{}'
 }
+
+# has_ipvlan: whether this kernel makes ipvlan links (probed on a throwaway veth).
+has_ipvlan() {
+    local ok=1
+    if ip link add wcni-probe type veth peer name wcni-probep 2>/dev/null &&
+       ip link add link wcni-probe name wcni-probe-ipv type ipvlan mode l2 2>/dev/null; then
+        ok=0
+    fi
+    ip link del wcni-probe 2>/dev/null
+    return $ok
+}
+
+# in_kernel_vm WHAT SCRIPT [ARGS...]: run tests/e2e/SCRIPT (it sources lib.sh as usual) inside the
+# kernel VM (tests/vm/) with the tools, the binary and this cluster's kubeconfigs (the apiserver
+# through qemu's restricted guestfwd at 10.0.2.100:6443), and fold its PASS/FAIL lines into this
+# run. A VM that cannot start, or a script that reports nothing, is a failure, never a skip.
+in_kernel_vm() {
+    local what=$1 script=$2; shift 2
+    local share=$WORK/share
+    mkdir -p "$share/tools/bin" "$share/tools/cni" "$share/state"
+    cp "$TOOLS/bin/cnitool" "$TOOLS/bin/kubectl" "$share/tools/bin/"
+    cp "$TOOLS"/cni/* "$share/tools/cni/"
+    cp "$WASMCNI" "$share/wasmcni"
+    cp "$STATE_DIR/wasmcni-vm.kubeconfig" "$share/state/wasmcni.kubeconfig"
+    sed "s#server: https://127.0.0.1:[0-9]*#server: https://10.0.2.100:6443#" "$KUBECONFIG" > "$share/state/admin.kubeconfig"
+    cp -r "$REPO/tests/e2e" "$share/e2e"
+    {
+        echo '#!/bin/bash'
+        echo 'cd /mnt/host/files'
+        echo 'export REPO=/mnt/host/files TOOLS=/mnt/host/files/tools KUBECTL=/mnt/host/files/tools/bin/kubectl \'
+        echo '    WASMCNI=/mnt/host/files/wasmcni STATE_DIR=/mnt/host/files/state \'
+        echo '    KUBECONFIG=/mnt/host/files/state/admin.kubeconfig E2E_RESULTS=/tmp/results'
+        echo 'mkdir -p /var/run/netns'
+        printf 'bash ./e2e/%q' "$script"; printf ' %q' "$@"; echo
+    } > "$share/run.sh"
+    chmod +x "$share/run.sh"
+    mv "$share" "$WORK/files"
+    local console=$WORK/console.log rc
+    VM_APISERVER_PORT=$APISERVER_PORT VM_TIMEOUT=${VM_TIMEOUT:-1200} \
+        bash "$REPO/tests/vm/run-in-vm.sh" "$WORK/files/run.sh" "$WORK/files" > "$console" 2>&1
+    rc=$?
+    grep -E '^(PASS|FAIL) ' "$console" >> "$E2E_RESULTS"
+    grep -E '^(PASS|FAIL) |^\[|^Error' "$console" >&2
+    if [[ $rc -ne 0 ]] || ! grep -q '^PASS ' "$console"; then
+        fail "$what in the kernel VM ran" "run-in-vm.sh exited $rc; console: $(tail -n 20 "$console")"
+    fi
+}
