@@ -102,6 +102,8 @@ fn multus_default_refuses_bad_annotations() {
         "net@a@b",
         "net-a,,net-b",
         "ns/",
+        "Net-A",
+        "net-a@eth_0",
         "[{\"namespace\":\"x\"}]",
         "[{\"name\":1}]",
         "[nope",

@@ -51,33 +51,55 @@ fn plain(network: NetworkRef) -> Attachment {
     }
 }
 
-/// One element of the comma form: `[namespace/]name[@interface]`.
+/// One element of the comma form: `[namespace/]name[@interface]`, read as Multus'
+/// `parsePodNetworkObjectName` reads it: parts trimmed, an empty namespace is the pod's, and
+/// every part given must be a DNS-1123 label (lower-case alphanumerics and '-').
 fn parse_element(element: &str, pod_namespace: &str) -> Result<Attachment, Denial> {
-    let bad = |why: &str| Denial::BadAnnotation(format!("network {element:?}: {why}"));
+    let bad = |why: String| Denial::BadAnnotation(format!("network {element:?}: {why}"));
     if element.is_empty() {
-        return Err(bad("empty element (stray comma?)"));
+        return Err(bad("empty element (stray comma?)".into()));
     }
-    let (reference, interface) = match element.split_once('@') {
-        Some((_, iface)) if iface.contains('@') => return Err(bad("more than one '@'")),
-        Some((_, "")) => return Err(bad("empty interface name after '@'")),
-        Some((r, iface)) => (r, Some(iface.to_string())),
-        None => (element, None),
+    let (namespace, rest) = match element.split_once('/') {
+        Some((_, rest)) if rest.contains('/') => return Err(bad("more than one '/'".into())),
+        Some((ns, rest)) => (ns.trim(), rest),
+        None => ("", element),
     };
-    let (namespace, name) = match reference.split_once('/') {
-        Some((_, n)) if n.contains('/') => return Err(bad("more than one '/'")),
-        Some((ns, n)) => (ns, n),
-        None => (pod_namespace, reference),
+    let (name, interface) = match rest.split_once('@') {
+        Some((_, iface)) if iface.contains('@') => return Err(bad("more than one '@'".into())),
+        Some((n, iface)) => (n.trim(), Some(iface.trim())),
+        None => (rest.trim(), None),
     };
-    if namespace.is_empty() || name.is_empty() {
-        return Err(bad("empty namespace or name"));
+    if name.is_empty() {
+        return Err(bad("empty network name".into()));
     }
+    if interface == Some("") {
+        return Err(bad("empty interface name after '@'".into()));
+    }
+    for part in [namespace, name, interface.unwrap_or_default()] {
+        if !part.is_empty() && !is_dns_label(part) {
+            return Err(bad(format!(
+                "{part:?} must consist of lower-case alphanumerics and '-', and start and end with an alphanumeric (as in Multus)"
+            )));
+        }
+    }
+    let namespace = if namespace.is_empty() {
+        pod_namespace
+    } else {
+        namespace
+    };
     Ok(Attachment {
-        interface,
+        interface: interface.map(str::to_string),
         ..plain(NetworkRef {
             namespace: namespace.to_string(),
             name: name.to_string(),
         })
     })
+}
+
+/// Multus' `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`.
+fn is_dns_label(s: &str) -> bool {
+    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    s.starts_with(ok) && s.ends_with(ok) && s.chars().all(|c| ok(c) || c == '-')
 }
 
 /// The JSON form: a list of Multus `NetworkSelectionElement`s.
@@ -178,6 +200,32 @@ mod tests {
         assert_eq!(a[1].interface.as_deref(), Some("eth9"));
         assert!(decide("a,,b").is_err());
         assert!(decide("ns/net@if@x").is_err());
+        assert!(decide("a/b/c").is_err());
+        assert!(decide("net@").is_err());
+    }
+
+    /// What Multus' parsePodNetworkObjectName accepts and refuses, element by element.
+    #[test]
+    fn comma_form_reads_as_multus_reads_it() {
+        let one = |text: &str| {
+            let a = decide(text).unwrap();
+            assert_eq!(a.len(), 1, "{text}");
+            (
+                a[0].network.namespace.clone(),
+                a[0].network.name.clone(),
+                a[0].interface.clone(),
+            )
+        };
+        let r = |ns: &str, n: &str, i: Option<&str>| (ns.into(), n.into(), i.map(str::to_string));
+        assert_eq!(one("/net-a"), r("pod-ns", "net-a", None));
+        assert_eq!(
+            one(" other / net-b @ eth9 "),
+            r("other", "net-b", Some("eth9"))
+        );
+        assert_eq!(one("net-1@net9"), r("pod-ns", "net-1", Some("net9")));
+        for refused in ["Net-A", "ns/net_a", "net-a@eth_0", "-net", "net-", "ns/"] {
+            assert!(decide(refused).is_err(), "{refused} should be refused");
+        }
         let a = decide(r#"[{"name":"n","cni-args":{"k":1}}]"#).unwrap();
         assert_eq!(a[0].cni_args.as_deref(), Some(r#"{"k":1}"#));
         assert!(decide(r#"[{"name":"n","cni-args":[]}]"#).is_err());
