@@ -49,7 +49,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-kc() { "$KUBECTL" "$@"; }
+source "$REPO/tests/cluster/objects.sh"   # kc, apply_nad, make_pod
 
 # CNI_PATH: a copy of wasmcni and the reference plugins (tests/tools: containernetworking/plugins).
 mkdir -p "$WORK/bin"
@@ -92,24 +92,7 @@ cat > "$WORK/00-wasmcni.conflist" <<JSON
 JSON
 
 # The extra network of the Multus-shaped case: the seed's NAD shape (macvlan, whereabouts IPAM).
-jq -n '{apiVersion: "k8s.cni.cncf.io/v1", kind: "NetworkAttachmentDefinition",
-        metadata: {name: "bench-extra", namespace: "default"},
-        spec: {config: "{\"cniVersion\":\"0.3.1\",\"plugins\":[{\"type\":\"macvlan\",\"master\":\"bench0\",\"mode\":\"bridge\",\"ipam\":{\"type\":\"whereabouts\",\"range\":\"172.16.20.0/24\"}}]}"}}' \
-    | kc apply -f - >/dev/null || exit 1
-# Pod objects (no kubelet: they only have to exist, for the GET and the network-status PATCH).
-make_pod() {
-    kc apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: Pod
-metadata:
-  name: $1
-  namespace: default
-  annotations: {k8s.v1.cni.cncf.io/networks: "$2"}
-spec:
-  nodeName: node-1
-  containers: [{name: c, image: registry.invalid/none}]
-YAML
-}
+apply_nad bench-extra '{"cniVersion":"0.3.1","plugins":[{"type":"macvlan","master":"bench0","mode":"bridge","ipam":{"type":"whereabouts","range":"172.16.20.0/24"}}]}' || exit 1
 for p in w-one-rt w-one-get; do make_pod "bench-$p" "" || exit 1; done
 for p in w-two-rt w-two-get; do make_pod "bench-$p" "default/bench-extra" || exit 1; done
 

@@ -99,12 +99,7 @@ expect_error "macvlan mode that does not exist" 7 'macvlan mode "l2" is not supp
 expect_nothing_left "bad mode (rolled back)"
 
 apply_nad bad-mac '{"cniVersion":"1.0.0","type":"macvlan","master":"eth1","capabilities":{"mac":true},"ipam":{"type":"whereabouts","range":"172.16.9.0/24"}}'
-kc apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: Pod
-metadata: {name: bad-mac, namespace: default, annotations: {k8s.v1.cni.cncf.io/networks: '[{"name":"bad-mac","mac":"01:00:5e:00:00:01"}]'}}
-spec: {nodeName: node-1, containers: [{name: c, image: registry.invalid/none}]}
-YAML
+make_pod bad-mac '[{"name":"bad-mac","mac":"01:00:5e:00:00:01"}]'
 direct "$CONF" "${ADD_ENV[@]}" "$(args bad-mac)"
 expect_error "requested MAC is multicast" 7 "is a multicast address"
 expect_nothing_left "bad MAC (rolled back)"

@@ -23,12 +23,7 @@ apply_nad cap-net '{"cniVersion":"1.0.0","plugins":[{"type":"macvlan","master":"
 apply_nad nocap-net '{"cniVersion":"1.0.0","plugins":[{"type":"macvlan","master":"eth1","mode":"bridge","ipam":{"type":"whereabouts","range":"172.16.16.0/24"}}]}'
 apply_nad static-net '{"cniVersion":"1.0.0","plugins":[{"type":"macvlan","master":"eth1","mode":"bridge","capabilities":{"ips":true},"ipam":{"type":"static"}}]}'
 NETS='[{"name":"cap-net","mac":"02:11:22:33:44:55","ips":["172.16.15.7/24"]},{"name":"nocap-net","mac":"02:11:22:33:44:66","ips":["172.16.16.9/24"]},{"name":"static-net","ips":["172.16.17.5/24"]}]'
-kc apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: Pod
-metadata: {name: cap-pod, namespace: default, annotations: {k8s.v1.cni.cncf.io/networks: '$NETS'}}
-spec: {nodeName: node-1, containers: [{name: c, image: registry.invalid/none}]}
-YAML
+make_pod cap-pod "$NETS"
 defer "kc delete pod cap-pod cap-pod2 --wait=false"
 CAPS='{"ips":["10.244.1.77/24"],"mac":"02:aa:bb:cc:dd:01","portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}],"bandwidth":{"ingressRate":1000000,"ingressBurst":100000,"egressRate":2000000,"egressBurst":200000}}'
 
@@ -56,12 +51,7 @@ check "CHECK with all of it" cni check wcni-cap cap-pod
 
 # A second pod asking for an address already held: refused with the holder named, nothing left.
 new_netns wcni-cap2
-kc apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: Pod
-metadata: {name: cap-pod2, namespace: default, annotations: {k8s.v1.cni.cncf.io/networks: '[{"name":"cap-net","ips":["172.16.15.7/24"]}]'}}
-spec: {nodeName: node-1, containers: [{name: c, image: registry.invalid/none}]}
-YAML
+make_pod cap-pod2 '[{"name":"cap-net","ips":["172.16.15.7/24"]}]'
 out=$(cni add wcni-cap2 cap-pod2 2>&1 >/dev/null); rc=$?
 if [[ $rc -ne 0 && $out == *"requested address 172.16.15.7 cannot be allocated: it is allocated to"*"default/cap-pod"* ]]; then
     pass "a requested address held by another pod is refused, naming the holder"

@@ -38,7 +38,7 @@ check_json() {
     if jq -es "length == 1 and (.[0] | $3)" "$2" >/dev/null 2>&1; then pass "$1"; else fail "$1" "$(head -c 300 "$2" 2>/dev/null) is not $3"; fi
 }
 
-kc() { "$KUBECTL" "$@"; }
+source "$REPO/tests/cluster/objects.sh"   # kc, apply_nad, make_pod
 on_exit() { local i; for ((i=${#CLEANUPS[@]}-1; i>=0; i--)); do eval "${CLEANUPS[$i]}" >/dev/null 2>&1; done; rm -rf "$WORK"; }
 trap on_exit EXIT
 defer() { CLEANUPS+=("$*"); }
@@ -87,33 +87,11 @@ cni() {
         "$TOOLS/bin/cnitool" "$verb" wasmcni "/var/run/netns/$ns"
 }
 
-# apply_nad NAME CONFIG_JSON: NetworkAttachmentDefinition default/NAME with spec.config CONFIG_JSON.
-apply_nad() {
-    jq -n --arg name "$1" --arg config "$2" \
-        '{apiVersion: "k8s.cni.cncf.io/v1", kind: "NetworkAttachmentDefinition",
-          metadata: {name: $name, namespace: "default"}, spec: {config: $config}}' | kc apply -f - >/dev/null
-}
-
 # The seed's NetworkAttachmentDefinition, for a link of TYPE (ipvlan|macvlan) on MASTER.
 apply_seed_nad() {
     local name=$1 type=$2 master=$3 range=${4:-172.16.1.0/24}
     local mode; [[ $type == ipvlan ]] && mode=l2 || mode=bridge
     apply_nad "$name" "{\"cniVersion\":\"0.3.1\",\"plugins\":[{\"type\":\"$type\",\"master\":\"$master\",\"mode\":\"$mode\",\"ipam\":{\"type\":\"whereabouts\",\"range\":\"$range\"}}]}"
-}
-
-# make_pod NAME NETWORKS_ANNOTATION: a Pod object (no kubelet runs; it only has to exist).
-make_pod() {
-    kc apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: Pod
-metadata:
-  name: $1
-  namespace: default
-  annotations: {k8s.v1.cni.cncf.io/networks: "$2"}
-spec:
-  nodeName: node-1
-  containers: [{name: c, image: registry.invalid/none}]
-YAML
 }
 
 # The IPPool's allocations as compact JSON ({} when the pool does not exist).
@@ -146,6 +124,7 @@ in_kernel_vm() {
     cp "$STATE_DIR/wasmcni-vm.kubeconfig" "$share/state/wasmcni.kubeconfig"
     sed "s#server: https://127.0.0.1:[0-9]*#server: https://10.0.2.100:6443#" "$KUBECONFIG" > "$share/state/admin.kubeconfig"
     cp -r "$REPO/tests/e2e" "$share/e2e"
+    mkdir -p "$share/tests/cluster" && cp "$REPO/tests/cluster/objects.sh" "$share/tests/cluster/"
     {
         echo '#!/bin/bash'
         echo 'cd /mnt/host/files'
