@@ -12,7 +12,7 @@ use crate::config::GuestRef;
 use crate::guest::{IpamRequest, Origin};
 use crate::ipam::{self, IpamConf, Owner};
 use crate::netlink::{self, LinkKind};
-use crate::netns::{self, Netns};
+use crate::netns::{self, Netns, Sysctl};
 
 /// Whether plugin type `t` runs in-process.
 pub fn handles(t: &str) -> bool {
@@ -131,22 +131,27 @@ fn parse(network: &str, conf: &Value) -> Result<Parsed, Error> {
 /// link comes up or changes address (best effort, as theirs), and for IPv6 addresses IPv6
 /// enabled on the link and `lo` and addresses kept when the link goes down.
 fn sysctls(ns: &Netns, ifname: &str, addrs: &[IpNetwork]) -> Result<(), netlink::Error> {
-    for key in [
-        format!("net/ipv4/conf/{ifname}/arp_notify"),
-        format!("net/ipv6/conf/{ifname}/ndisc_notify"),
-    ] {
-        if let Err(e) = ns.set_sysctls(&[(key, "1")]) {
-            tracing::debug!("{e}");
-        }
-    }
+    let set = |key: String, value, required| Sysctl {
+        key,
+        value,
+        required,
+    };
+    let mut values = vec![
+        set(format!("net/ipv4/conf/{ifname}/arp_notify"), "1", false),
+        set(format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1", false),
+    ];
     if addrs.iter().any(IpNetwork::is_ipv6) {
-        ns.set_sysctls(&[
-            ("net/ipv6/conf/lo/disable_ipv6".into(), "0"),
-            (format!("net/ipv6/conf/{ifname}/disable_ipv6"), "0"),
-            (format!("net/ipv6/conf/{ifname}/keep_addr_on_down"), "1"),
-        ])?;
+        values.extend([
+            set("net/ipv6/conf/lo/disable_ipv6".into(), "0", true),
+            set(format!("net/ipv6/conf/{ifname}/disable_ipv6"), "0", true),
+            set(
+                format!("net/ipv6/conf/{ifname}/keep_addr_on_down"),
+                "1",
+                true,
+            ),
+        ]);
     }
-    Ok(())
+    ns.set_sysctls(values)
 }
 
 /// `aa:bb:cc:dd:ee:ff` → bytes; a unicast address only (a multicast MAC breaks the link).

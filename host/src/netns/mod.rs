@@ -70,31 +70,40 @@ impl Netns {
     }
 }
 
+/// One sysctl to set in a pod's namespace.
+#[derive(Debug, Clone)]
+pub struct Sysctl {
+    /// The path under /proc/sys, e.g. `net/ipv4/conf/net1/arp_notify`.
+    pub key: String,
+    /// The value to write.
+    pub value: &'static str,
+    /// Whether failing to set it fails the call (else it is logged, as the reference plugins
+    /// ignore theirs).
+    pub required: bool,
+}
+
 impl Netns {
-    /// Set sysctls of this namespace (`(path under /proc/sys, value)`), from a short-lived
-    /// thread inside it: /proc/sys/net shows the namespace of the thread that opens it.
-    pub fn set_sysctls(&self, values: &[(String, &str)]) -> Result<(), Error> {
+    /// Set sysctls of this namespace, all from one short-lived thread inside it: /proc/sys/net
+    /// shows the namespace of the thread that opens it.
+    pub fn set_sysctls(&self, values: Vec<Sysctl>) -> Result<(), Error> {
         let file = self
             .file
             .try_clone()
             .map_err(|source| Error::Socket { source })?;
         let path = self.path.clone();
-        let values: Vec<(String, String)> = values
-            .iter()
-            .map(|(k, v)| (k.clone(), (*v).to_string()))
-            .collect();
         std::thread::spawn(move || {
             setns(file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| Error::NetnsGone {
                 path,
                 source: std::io::Error::from(e),
             })?;
-            for (key, value) in &values {
-                std::fs::write(format!("/proc/sys/{key}"), value).map_err(|source| {
-                    Error::Sysctl {
-                        key: key.clone(),
-                        source,
+            for s in values {
+                match std::fs::write(format!("/proc/sys/{}", s.key), s.value) {
+                    Ok(()) => {}
+                    Err(source) if s.required => {
+                        return Err(Error::Sysctl { key: s.key, source });
                     }
-                })?;
+                    Err(e) => tracing::debug!("sysctl {}: {e}", s.key),
+                }
             }
             Ok(())
         })
