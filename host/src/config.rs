@@ -12,7 +12,25 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::cni::{Code, Error};
+/// Why wasmcni's own config (stdin) is unusable. None is retryable: the config must change.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// stdin is not JSON.
+    #[error("network config is not JSON")]
+    NotJson(#[source] serde_json::Error),
+    /// stdin is JSON but not an object.
+    #[error("invalid wasmcni network config: not a JSON object")]
+    NotObject,
+    /// `cniVersion` is missing or one wasmcni does not speak.
+    #[error("unsupported cniVersion {found:?}")]
+    Version {
+        /// The version the config names (empty when absent).
+        found: String,
+    },
+    /// A key is missing or of the wrong type.
+    #[error("invalid wasmcni network config")]
+    Invalid(#[source] serde_json::Error),
+}
 
 /// Which guest to run for a decision, as a config names it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -113,41 +131,20 @@ pub struct PluginConf {
 impl PluginConf {
     /// Parse stdin.
     pub fn parse(stdin: &[u8]) -> Result<Self, Error> {
-        let value: Value = serde_json::from_slice(stdin).map_err(|e| {
-            Error::new(
-                Code::Decode,
-                "network config is not JSON",
-                format!("stdin: {e}"),
-            )
-        })?;
+        let value: Value = serde_json::from_slice(stdin).map_err(Error::NotJson)?;
         if !value.is_object() {
-            return Err(Error::new(
-                Code::InvalidConfig,
-                "invalid wasmcni network config",
-                "stdin must be a JSON object (a plugin's config)",
-            ));
+            return Err(Error::NotObject);
         }
         let version = value
             .get("cniVersion")
             .and_then(Value::as_str)
             .unwrap_or_default();
         if !crate::cni::supports(version) {
-            return Err(Error::new(
-                Code::IncompatibleVersion,
-                "unsupported cniVersion",
-                format!(
-                    "cniVersion {version:?}; wasmcni supports {}",
-                    crate::cni::SUPPORTED_VERSIONS.join(", ")
-                ),
-            ));
+            return Err(Error::Version {
+                found: version.to_string(),
+            });
         }
-        serde_json::from_value(value).map_err(|e| {
-            Error::new(
-                Code::InvalidConfig,
-                "invalid wasmcni network config",
-                e.to_string(),
-            )
-        })
+        serde_json::from_value(value).map_err(Error::Invalid)
     }
 
     /// The node this call runs on.

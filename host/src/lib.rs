@@ -13,3 +13,4 @@ pub mod k8s;
 pub mod logging;
 pub mod netlink;
 pub mod netns;
+pub mod node;

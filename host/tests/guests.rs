@@ -199,8 +199,18 @@ fn compiled_guests_are_cached_and_a_corrupt_artifact_is_rebuilt() {
             .to_string_lossy()
             .starts_with(first.digest())
     );
+    // The same engine keeps what it loaded: no second read of the cache.
+    let memo = g
+        .load(
+            &GuestRef::builtin("lowest-free"),
+            Origin::Node,
+            &Pins::default(),
+        )
+        .unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &memo));
+    // A new process (a new engine) reads the cache, finds it damaged and rebuilds it.
     std::fs::write(&cached[0], b"not a compiled module").unwrap();
-    let again = g
+    let again = guests(&dir)
         .load(
             &GuestRef::builtin("lowest-free"),
             Origin::Node,

@@ -28,7 +28,7 @@ fn built(name: &str) -> PathBuf {
     path
 }
 
-fn load(g: &Guests, name: &str) -> Loaded {
+fn load(g: &Guests, name: &str) -> std::sync::Arc<Loaded> {
     let path = built(name);
     let bytes = std::fs::read(&path).unwrap();
     let r = GuestRef {

@@ -22,8 +22,8 @@ const HOSTILE_DELEGATION: &[u8] = include_bytes!(concat!(
 struct Fixture {
     _dir: tempfile::TempDir,
     guests: std::sync::Arc<Guests>,
-    ipam: Loaded,
-    delegation: Loaded,
+    ipam: std::sync::Arc<Loaded>,
+    delegation: std::sync::Arc<Loaded>,
 }
 
 /// The hostile guests loaded the way a node-path guest is: written to disk, pinned by sha256.

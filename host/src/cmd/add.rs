@@ -2,6 +2,8 @@
 //! down → the cluster network → each extra network (address by IPAM guest, link, config) →
 //! the pod's network-status → the result. Any failure undoes what was done, in reverse.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::{call, cluster_chain, pod_ref};
@@ -9,7 +11,7 @@ use crate::cni::{Error, Request};
 use crate::config::PluginConf;
 use crate::delegate::{self, NetworkStatus, cache::Record};
 use crate::guest::{DelegationRequest, NetworkRef, Origin, Pod};
-use crate::k8s;
+use crate::node::Node;
 
 /// The annotation Multus writes and tools read.
 pub const NETWORK_STATUS: &str = "k8s.v1.cni.cncf.io/network-status";
@@ -22,7 +24,7 @@ enum Undo {
     Attachment(usize),
 }
 
-pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error> {
+pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Result<Value, Error> {
     // 0. Everything that can be checked locally is, before the first API call.
     let (namespace, name) = pod_ref(req)?;
     let cluster = cluster_chain(&conf)?;
@@ -33,7 +35,7 @@ pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error>
 
     // 1. The pod: its annotations from the runtime when it passes them (capability
     //    io.kubernetes.cri.pod-annotations: no API round trip), else as the API server knows it.
-    let kube = k8s::Client::from_kubeconfig(&conf.kubeconfig).await?;
+    let kube = node.kube(&conf.kubeconfig).await?;
     let uid = req.args.pod_uid.as_deref();
     let facts = match runtime_annotations(&conf) {
         Some(annotations) => Pod {
@@ -45,16 +47,16 @@ pub(super) async fn add(req: &Request, conf: PluginConf) -> Result<Value, Error>
         },
         None => pod_facts(&kube.pod(&namespace, &name).await?, &namespace, &name, uid),
     };
-    let call = call(req, conf, facts.clone(), Some(kube.clone()));
+    let call = call(node, req, conf, facts.clone(), Some(kube.clone()));
 
     // 2. Which extra networks: the delegation guest decides, the host validates and resolves.
     let decider = call.guest(&call.conf.delegation, Origin::Node).await?;
     let ask = DelegationRequest {
         pod: facts,
-        node: call.node.clone(),
+        node: call.node_name.clone(),
         default_networks: defaults,
     };
-    let decided = call.guests()?.decide(&decider, &ask)?;
+    let decided = call.guests()?.decide_pooled(&decider, ask).await?;
     tracing::info!(
         "delegation guest {} (sha256 {}) chose {} extra network(s) for {}: {:?}",
         decider.name(),

@@ -6,9 +6,12 @@ use super::{call, pod_ref, pod_stub, prev_result};
 use crate::cni::{Code, Error, Request};
 use crate::config::PluginConf;
 use crate::delegate::{self, cache::Record};
-use crate::k8s;
 
-pub(super) async fn check(req: &Request, conf: PluginConf) -> Result<(), Error> {
+pub(super) async fn check(
+    node: &std::sync::Arc<crate::node::Node>,
+    req: &Request,
+    conf: PluginConf,
+) -> Result<(), Error> {
     let (namespace, name) = pod_ref(req)?;
     let rec = Record::read(&conf.cni_dir, &req.container_id).ok_or_else(|| {
         Error::new(
@@ -52,8 +55,8 @@ pub(super) async fn check(req: &Request, conf: PluginConf) -> Result<(), Error> 
             ),
         ));
     }
-    let kube = k8s::Client::from_kubeconfig(&conf.kubeconfig).await.ok();
-    let call = call(req, conf, pod_stub(&namespace, &name, None), kube);
+    let kube = node.kube(&conf.kubeconfig).await.ok();
+    let call = call(node, req, conf, pod_stub(&namespace, &name, None), kube);
     delegate::check_chain(&call, &rec.cluster.name, &rec.cluster, &rec.ifname, &given).await?;
     for (att, prev) in rec.attachments.iter().zip(&rec.results) {
         let prev = prev.as_ref().ok_or_else(|| {

@@ -14,9 +14,12 @@ use crate::cni::{Error, Request};
 use crate::config::PluginConf;
 use crate::delegate::{self, Call, cache::Record};
 use crate::ipam::{self, Owner};
-use crate::k8s;
 
-pub(super) async fn del(req: &Request, conf: PluginConf) -> Result<(), Error> {
+pub(super) async fn del(
+    node: &std::sync::Arc<crate::node::Node>,
+    req: &Request,
+    conf: PluginConf,
+) -> Result<(), Error> {
     let record = Record::read(&conf.cni_dir, &req.container_id);
     let (namespace, name) = match (&record, pod_ref(req)) {
         (_, Ok(p)) => p,
@@ -27,7 +30,7 @@ pub(super) async fn del(req: &Request, conf: PluginConf) -> Result<(), Error> {
             .unwrap_or_default(),
         (None, Err(e)) => return Err(e),
     };
-    let kube = match k8s::Client::from_kubeconfig(&conf.kubeconfig).await {
+    let kube = match node.kube(&conf.kubeconfig).await {
         Ok(k) => Some(k),
         Err(e) => {
             tracing::warn!("DEL continues without the API: {e}");
@@ -36,7 +39,7 @@ pub(super) async fn del(req: &Request, conf: PluginConf) -> Result<(), Error> {
     };
     let pod = pod_stub(&namespace, &name, req.args.pod_uid.as_deref());
     let dir = conf.cni_dir.clone();
-    let call = call(req, conf, pod, kube.clone());
+    let call = call(node, req, conf, pod, kube.clone());
     let mut first: Option<Error> = None;
     let mut keep = |r: Result<(), Error>| {
         if let Err(e) = r {

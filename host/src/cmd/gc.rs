@@ -15,11 +15,15 @@ use super::{call, del::undo, pod_stub};
 use crate::cni::{Code, Error, Request};
 use crate::config::PluginConf;
 use crate::delegate::cache::Record;
-use crate::k8s;
 
-pub(super) async fn gc(req: &Request, conf: PluginConf, stdin: &[u8]) -> Result<(), Error> {
+pub(super) async fn gc(
+    node: &std::sync::Arc<crate::node::Node>,
+    req: &Request,
+    conf: PluginConf,
+    stdin: &[u8],
+) -> Result<(), Error> {
     let valid = valid_attachments(stdin)?;
-    let kube = k8s::Client::from_kubeconfig(&conf.kubeconfig).await.ok();
+    let kube = node.kube(&conf.kubeconfig).await.ok();
     let mut first: Option<Error> = None;
     for rec in Record::all(&conf.cni_dir) {
         if valid.contains(&(rec.container_id.clone(), rec.ifname.clone())) {
@@ -36,7 +40,13 @@ pub(super) async fn gc(req: &Request, conf: PluginConf, stdin: &[u8]) -> Result<
         r.container_id = rec.container_id.clone();
         r.ifname = rec.ifname.clone();
         r.netns = None;
-        let call = call(&r, conf.clone(), pod_stub(ns, name, None), kube.clone());
+        let call = call(
+            node,
+            &r,
+            conf.clone(),
+            pod_stub(ns, name, None),
+            kube.clone(),
+        );
         match undo(&call, &rec).await {
             Ok(()) => {
                 if let Err(e) = Record::remove(&conf.cni_dir, &rec.container_id) {

@@ -3,9 +3,12 @@
 
 mod add;
 mod check;
+pub(crate) mod codes;
 mod del;
 mod gc;
 mod status;
+
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -14,12 +17,30 @@ use crate::cni::{self, Code, Command, Error, Request};
 use crate::config::PluginConf;
 use crate::delegate::Call;
 use crate::guest::Pod;
+use crate::node::Node;
 
-/// Run one CNI invocation. Returns what to print on stdout and whether it succeeded.
+/// Run one CNI invocation in a process of its own (exec mode): a [`Node`] and a runtime made
+/// for this one call. Returns what to print on stdout and whether it succeeded.
 pub fn run(env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let e = Error::new(Code::Internal, "cannot start the runtime", e.to_string());
+            return (e.to_json(&requested_version(stdin)), false);
+        }
+    };
+    rt.block_on(serve(&Node::new(), env, stdin))
+}
+
+/// Serve one CNI invocation on `node`, which may serve many (the daemon) or just this one.
+/// Returns what to print on stdout and whether it succeeded — byte for byte the same either way.
+pub async fn serve(node: &Arc<Node>, env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
     // Errors are written in the caller's version when it can be read at all.
     let version = requested_version(stdin);
-    match dispatch(env, stdin) {
+    match dispatch(node, env, stdin).await {
         Ok(Some(v)) => (v.to_string(), true),
         Ok(None) => (String::new(), true),
         Err(e) => {
@@ -50,7 +71,11 @@ pub fn io_error(e: &std::io::Error) -> (String, bool) {
     )
 }
 
-fn dispatch(env: &[(String, String)], stdin: &[u8]) -> Result<Option<Value>, Error> {
+async fn dispatch(
+    node: &Arc<Node>,
+    env: &[(String, String)],
+    stdin: &[u8],
+) -> Result<Option<Value>, Error> {
     let req = Request::from_env(env)?;
     if stdin.len() > cni::MAX_STDIN {
         return Err(Error::new(
@@ -68,20 +93,14 @@ fn dispatch(env: &[(String, String)], stdin: &[u8]) -> Result<Option<Value>, Err
     let conf = PluginConf::parse(stdin)?;
     allowed_at(req.command, &conf.cni_version)?;
     prev_result(&conf)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::new(Code::Internal, "cannot start the runtime", e.to_string()))?;
-    rt.block_on(async {
-        match req.command {
-            Command::Add => add::add(&req, conf).await.map(Some),
-            Command::Del => del::del(&req, conf).await.map(|()| None),
-            Command::Check => check::check(&req, conf).await.map(|()| None),
-            Command::Status => status::status(&conf).await.map(|()| None),
-            Command::Gc => gc::gc(&req, conf, stdin).await.map(|()| None),
-            Command::Version => unreachable!("answered above"),
-        }
-    })
+    match req.command {
+        Command::Add => add::add(node, &req, conf).await.map(Some),
+        Command::Del => del::del(node, &req, conf).await.map(|()| None),
+        Command::Check => check::check(node, &req, conf).await.map(|()| None),
+        Command::Status => status::status(node, &conf).await.map(|()| None),
+        Command::Gc => gc::gc(node, &req, conf, stdin).await.map(|()| None),
+        Command::Version => unreachable!("answered above"),
+    }
 }
 
 /// Verbs newer than the config's cniVersion are refused the way libcni's skel refuses them
@@ -156,14 +175,20 @@ fn pod_ref(req: &Request) -> Result<(String, String), Error> {
 }
 
 /// The shared context of a verb.
-fn call(req: &Request, conf: PluginConf, pod: Pod, kube: Option<crate::k8s::Client>) -> Call {
+fn call(
+    node: &Arc<Node>,
+    req: &Request,
+    conf: PluginConf,
+    pod: Pod,
+    kube: Option<crate::k8s::Client>,
+) -> Call {
     Call::new(
+        node.clone(),
         req.container_id.clone(),
         req.netns.clone(),
         req.args.clone(),
         req.path.clone(),
         pod,
-        conf.node(),
         kube,
         conf,
     )

@@ -15,9 +15,17 @@ use crate::config::PluginConf;
 use crate::delegate::{self, cache::Record};
 use crate::{k8s, netlink, netns};
 
-pub(super) async fn status(conf: &PluginConf) -> Result<(), Error> {
-    let cluster = delegate::cluster_network(&conf.cluster_network)
-        .map_err(|e| Error::new(Code::NotAvailable, "cluster network not ready", e.details))?;
+pub(super) async fn status(
+    node: &std::sync::Arc<crate::node::Node>,
+    conf: &PluginConf,
+) -> Result<(), Error> {
+    let cluster = delegate::cluster_network(&conf.cluster_network).map_err(|e| {
+        Error::new(
+            Code::NotAvailable,
+            "cluster network not ready",
+            Error::from(e).details,
+        )
+    })?;
     if !conf.kubeconfig.is_file() {
         return Err(Error::new(
             Code::NotAvailable,
@@ -96,9 +104,7 @@ pub(super) async fn status(conf: &PluginConf) -> Result<(), Error> {
             ),
         )
     };
-    let kube = k8s::Client::from_kubeconfig(&conf.kubeconfig)
-        .await
-        .map_err(unreachable)?;
+    let kube = node.kube(&conf.kubeconfig).await.map_err(unreachable)?;
     kube.probe_ip_pools(&conf.ipam_namespace)
         .await
         .map_err(unreachable)?;

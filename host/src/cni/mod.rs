@@ -1,7 +1,7 @@
 //! The CNI protocol: environment + stdin in, result or error JSON out (spec 0.3.0 – 1.1.0).
 //!
-//! This is the only module that speaks CNI error codes: every other module returns its own typed
-//! error and [`Error`] maps it to the spec's code.
+//! A leaf: it imports no other module of the host. Every other module returns its own typed
+//! error; the verbs (`cmd::codes`) are the one place those become a [`Code`].
 
 mod env;
 mod error;

@@ -8,9 +8,8 @@ use serde_json::Value;
 use super::{Call, Error, exec};
 use crate::cni::Command;
 use crate::cni::types::{CniResult, Dns, Interface, IpConfig};
-use crate::config::GuestRef;
-use crate::guest::{IpamRequest, Origin};
-use crate::ipam::{self, IpamConf, Owner};
+use crate::guest::{IpamRequest, Origin, Policy};
+use crate::ipam::{self, Choice, IpamConf, LowestFree, Owner};
 use crate::netlink::{self, LinkKind};
 use crate::netns::{self, Netns, Sysctl};
 
@@ -85,7 +84,7 @@ fn parse(network: &str, conf: &Value) -> Result<Parsed, Error> {
         Some(v) if v.as_object().is_some_and(|o| o.is_empty()) => Ipam::None,
         Some(v) => match v.get("type").and_then(Value::as_str) {
             Some(t) if ipam::is_builtin(t) => {
-                Ipam::InProcess(IpamConf::parse(v).map_err(Error::Ipam)?)
+                Ipam::InProcess(IpamConf::parse(v).map_err(Error::from)?)
             }
             Some(t) if !t.is_empty() => Ipam::Exec(t.to_string()),
             _ => return Err(bad("ipam.type is required".into())),
@@ -130,7 +129,7 @@ fn parse(network: &str, conf: &Value) -> Result<Parsed, Error> {
 /// The pod-side sysctls the reference plugins set when they configure addresses: gratuitous ARP / unsolicited NA when the
 /// link comes up or changes address (best effort, as theirs), and for IPv6 addresses IPv6
 /// enabled on the link and `lo` and addresses kept when the link goes down.
-fn sysctls(ns: &Netns, ifname: &str, addrs: &[IpNetwork]) -> Result<(), netlink::Error> {
+fn sysctls(ns: &Netns, ifname: &str, addrs: &[IpNetwork]) -> Result<(), netns::Error> {
     let set = |key: String, value, required| Sysctl {
         key,
         value,
@@ -201,17 +200,17 @@ pub async fn add(
         network: network.into(),
         why: "CNI_NETNS is required".into(),
     })?;
-    let ns = Netns::open(&netns_path).map_err(Error::Netlink)?;
+    let ns = Netns::open(&netns_path).map_err(Error::Netns)?;
 
     // 1. An address (before the link: a full range must not leave a link behind).
     let ip = allocate(call, network, &p, conf, ifname).await?;
     // 2. The link, straight into the pod; 3. its addresses and routes.
     let made = async {
-        let host = netns::host_handle().map_err(Error::Netlink)?;
+        let host = netns::host_handle().map_err(Error::Netns)?;
         netlink::create(&host, p.kind, &p.master, p.mtu, p.mac, ifname, &ns)
             .await
             .map_err(Error::Netlink)?;
-        let inside = ns.handle().map_err(Error::Netlink)?;
+        let inside = ns.handle().map_err(Error::Netns)?;
         let addrs: Vec<IpNetwork> = ip.ips.iter().map(|i| i.address).collect();
         let gateways: Vec<_> = ip.ips.iter().filter_map(|i| i.gateway).collect();
         let mac = async {
@@ -268,7 +267,7 @@ pub async fn del(call: &Call, network: &str, conf: &Value, ifname: &str) -> Resu
         Some(path) => match Netns::open(path) {
             Ok(ns) => match ns.handle() {
                 Ok(h) => netlink::delete(&h, ifname).await.map_err(Error::Netlink),
-                Err(e) => Err(Error::Netlink(e)),
+                Err(e) => Err(Error::Netns(e)),
             },
             // The namespace is gone, and the link with it.
             Err(_) => Ok(()),
@@ -322,8 +321,8 @@ pub async fn check(call: &Call, network: &str, conf: &Value, ifname: &str) -> Re
             iface.sandbox
         )));
     }
-    let ns = Netns::open(&path).map_err(Error::Netlink)?;
-    let inside = ns.handle().map_err(Error::Netlink)?;
+    let ns = Netns::open(&path).map_err(Error::Netns)?;
+    let inside = ns.handle().map_err(Error::Netns)?;
     let lookup = |step: &str| {
         let step = step.to_string();
         move |source| {
@@ -351,7 +350,7 @@ pub async fn check(call: &Call, network: &str, conf: &Value, ifname: &str) -> Re
             p.kind.describe()
         )));
     }
-    let host = netns::host_handle().map_err(Error::Netlink)?;
+    let host = netns::host_handle().map_err(Error::Netns)?;
     let master = netlink::find(&host, &p.master)
         .await
         .map_err(lookup("looking up the master"))?
@@ -426,7 +425,7 @@ pub async fn check(call: &Call, network: &str, conf: &Value, ifname: &str) -> Re
             for ip in &mine {
                 let held = ipam::holder(kube, ic, &call.conf.ipam_namespace, ip.address.ip())
                     .await
-                    .map_err(Error::Ipam)?;
+                    .map_err(Error::from)?;
                 match held {
                     Some(a) if me.holds(&a) => {}
                     Some(a) => {
@@ -469,20 +468,15 @@ async fn allocate(
         }
         Ipam::InProcess(ic) => {
             let kube = kube(call, network)?;
-            let req = IpamRequest {
-                pod: call.pod.clone(),
-                interface: ifname.into(),
-                node: call.node.clone(),
-                container_id: call.container_id.clone(),
-            };
             let owner = owner(call, ifname);
             let ns = &call.conf.ipam_namespace;
             // The pod asked for an address of this range (capability `ips`): that one or none.
-            let range = ic.range().map_err(Error::Ipam)?;
+            let range = ic.range().map_err(Error::from)?;
             if let Some(&want) = p.ips.iter().find(|ip| range.offset_of(**ip).is_some()) {
-                let lease = ipam::allocate(kube, ic, ns, &owner, ipam::Pick::Exact(want))
-                    .await
-                    .map_err(Error::Ipam)?;
+                let lease =
+                    ipam::allocate(kube, ic, ns, &owner, Choice::<LowestFree>::Requested(want))
+                        .await
+                        .map_err(Error::from)?;
                 return Ok(lease_result(ic, lease));
             }
             if let Some(other) = p.ips.first() {
@@ -492,21 +486,24 @@ async fn allocate(
                 }));
             }
             let chosen = async {
-                let policy = call.guest(&ic.policy(), Origin::Network).await?;
-                let pick = ipam::Pick::Policy {
-                    guests: call.guests()?,
-                    guest: &policy,
-                    req: &req,
+                let guest = call.guest(&ic.policy(), Origin::Network).await?;
+                let req = IpamRequest {
+                    pod: call.pod.clone(),
+                    interface: ifname.into(),
+                    node: call.node_name.clone(),
+                    container_id: call.container_id.clone(),
                 };
-                ipam::allocate(kube, ic, ns, &owner, pick)
+                let policy = Policy::new(call.guests()?, guest, req);
+                ipam::allocate(kube, ic, ns, &owner, Choice::Proposed(&policy))
                     .await
                     .map_err(Error::Ipam)
             }
             .await;
             let lease = match chosen {
                 // The admin allows this network to fail open: a broken policy (missing, trapped,
-                // answering nonsense) gives way to the built-in lowest-free, and the pod's
-                // network-status says so. A policy's refusal is a decision and is kept.
+                // answering nonsense) gives way to the built-in lowest-free — native, so it works
+                // even when the engine itself cannot start — and the pod's network-status says
+                // so. A policy's refusal is a decision and is kept.
                 Err(e) if e.is_guest_failure() && call.fails_open(network).await => {
                     let note = format!(
                         "policy {:?} failed ({e}); fell back to lowest-free",
@@ -514,17 +511,9 @@ async fn allocate(
                     );
                     tracing::warn!("network {network} on {ifname}: {note}");
                     call.note(ifname, note);
-                    let builtin = call
-                        .guest(&GuestRef::builtin("lowest-free"), Origin::Network)
-                        .await?;
-                    let pick = ipam::Pick::Policy {
-                        guests: call.guests()?,
-                        guest: &builtin,
-                        req: &req,
-                    };
-                    ipam::allocate(kube, ic, ns, &owner, pick)
+                    ipam::allocate(kube, ic, ns, &owner, Choice::Proposed(&LowestFree))
                         .await
-                        .map_err(Error::Ipam)?
+                        .map_err(Error::from)?
                 }
                 other => other?,
             };
@@ -561,7 +550,7 @@ async fn release(
             .map(drop),
         Ipam::InProcess(ic) => {
             let kube = kube(call, network)?;
-            let range = ic.range().map_err(Error::Ipam)?;
+            let range = ic.range().map_err(Error::from)?;
             let pool = ic.pool_name(&range);
             ipam::release(
                 kube,
@@ -570,7 +559,7 @@ async fn release(
                 &owner(call, ifname),
             )
             .await
-            .map_err(Error::Ipam)
+            .map_err(Error::from)
         }
     }
 }

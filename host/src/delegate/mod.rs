@@ -17,7 +17,8 @@ use crate::cni::{CniArgs, Command};
 use crate::config::GuestRef;
 use crate::config::PluginConf;
 use crate::guest::{Guests, Loaded, Origin, Pins, Pod};
-use crate::{ipam, k8s, netlink};
+use crate::node::Node;
+use crate::{ipam, k8s, netlink, netns};
 
 pub use plan::{Isolation, MAX_ATTACHMENTS, Planned, cluster_network, inject_capabilities, plan};
 
@@ -63,6 +64,26 @@ pub enum Error {
         /// Its details.
         details: String,
     },
+    /// The cluster network's conf/conflist cannot be read or parsed. Not retryable: fix the
+    /// node's config.
+    #[error("invalid clusterNetwork {path}: {why}")]
+    ClusterNetwork {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// Under `namespaceIsolation`, the pod asked for a NAD of a namespace it may not use. A
+    /// decision, not a failure.
+    #[error("network {network} is not allowed for pods in namespace {pod_namespace}")]
+    Isolated {
+        /// `namespace/name` of the NAD.
+        network: String,
+        /// The pod's namespace.
+        pod_namespace: String,
+        /// The namespaces any pod may use.
+        global: Vec<String>,
+    },
     /// A network's config is unusable.
     #[error("network {network}: {why}")]
     Config {
@@ -90,9 +111,9 @@ pub enum Error {
         /// What differs: expected and found.
         what: String,
     },
-    /// IPAM failed.
+    /// IPAM failed (its proposer is a guest).
     #[error(transparent)]
-    Ipam(ipam::Error),
+    Ipam(ipam::Error<crate::guest::Error>),
     /// A guest could not be loaded.
     #[error(transparent)]
     Guest(crate::guest::Error),
@@ -102,9 +123,21 @@ pub enum Error {
     /// A netlink operation failed.
     #[error(transparent)]
     Netlink(netlink::Error),
-    /// The Wasm engine could not be started.
-    #[error("cannot start the Wasm engine: {0}")]
-    Engine(String),
+    /// The pod's network namespace could not be entered.
+    #[error(transparent)]
+    Netns(netns::Error),
+}
+
+impl From<ipam::Error> for Error {
+    fn from(e: ipam::Error) -> Self {
+        Error::Ipam(e.widen())
+    }
+}
+
+impl From<ipam::Error<crate::guest::Error>> for Error {
+    fn from(e: ipam::Error<crate::guest::Error>) -> Self {
+        Error::Ipam(e)
+    }
 }
 
 impl Error {
@@ -113,15 +146,20 @@ impl Error {
     pub fn is_guest_failure(&self) -> bool {
         use crate::guest::Error as G;
         let g = match self {
-            Error::Guest(g) | Error::Ipam(ipam::Error::Guest(g)) => g,
+            Error::Guest(g) | Error::Ipam(ipam::Error::Proposer(g)) => g,
+            // The host refused what the policy proposed: the policy is broken.
+            Error::Ipam(ipam::Error::InvalidProposal { .. }) => return true,
             _ => return false,
         };
         !matches!(g, G::Denied { .. })
     }
 }
 
-/// What every delegate of one CNI call shares.
+/// What every delegate of one CNI call shares: the call's own state, and the process's
+/// [`Node`] (engines, API clients) it borrows.
 pub struct Call {
+    /// The process-lifetime state.
+    pub node: Arc<Node>,
     /// CNI_CONTAINERID.
     pub container_id: String,
     /// CNI_NETNS.
@@ -132,13 +170,10 @@ pub struct Call {
     pub path: Vec<PathBuf>,
     /// The pod, as the guests see it.
     pub pod: Pod,
-    /// The node name.
-    pub node: String,
+    /// The node's name, as guests see it.
+    pub node_name: String,
     /// The API client (IPPools).
     pub kube: Option<k8s::Client>,
-    /// The guest engine, started on first use: DEL, CHECK and GC never run a guest and so never
-    /// pay for an engine and its epoch thread.
-    guests: std::sync::OnceLock<Arc<Guests>>,
     /// wasmcni's config.
     pub conf: PluginConf,
     /// The admin's guest pins, read at most once per call and only if a guest needs them.
@@ -148,44 +183,42 @@ pub struct Call {
 }
 
 impl Call {
-    /// The shared context of one CNI call.
-    #[allow(clippy::too_many_arguments)]
+    /// The shared context of one CNI call on `node`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each is one CNI input; a builder would hide which are required"
+    )]
     pub fn new(
+        node: Arc<Node>,
         container_id: String,
         netns: Option<PathBuf>,
         args: CniArgs,
         path: Vec<PathBuf>,
         pod: Pod,
-        node: String,
         kube: Option<k8s::Client>,
         conf: PluginConf,
     ) -> Self {
         Call {
+            node,
             container_id,
             netns,
             args,
             path,
             pod,
-            node,
+            node_name: conf.node(),
             kube,
-            guests: std::sync::OnceLock::new(),
             conf,
             pins: tokio::sync::OnceCell::new(),
             notes: Default::default(),
         }
     }
 
-    /// The guest engine of this call, started on first use.
-    pub fn guests(&self) -> Result<&Guests, Error> {
-        if let Some(g) = self.guests.get() {
-            return Ok(g);
-        }
-        let g = Guests::new(
-            self.conf.guest_cache_dir.clone(),
-            std::time::Duration::from_millis(self.conf.guest_timeout_ms),
-        )
-        .map_err(|e| Error::Engine(format!("{e:#}")))?;
-        Ok(self.guests.get_or_init(|| g))
+    /// The guest engine for this call's config, started on first use: DEL, CHECK and GC never
+    /// run a guest and so never pay for an engine and its epoch thread.
+    pub fn guests(&self) -> Result<Arc<Guests>, Error> {
+        self.node
+            .guests(&self.conf.guest_cache_dir, self.conf.guest_timeout_ms)
+            .map_err(Error::Guest)
     }
 
     /// `namespace/name` of the pod.
@@ -194,7 +227,7 @@ impl Call {
     }
 
     /// Load the guest `r` names, reading the admin's pins first when it is not built in.
-    pub async fn guest(&self, r: &GuestRef, origin: Origin) -> Result<Loaded, Error> {
+    pub async fn guest(&self, r: &GuestRef, origin: Origin) -> Result<Arc<Loaded>, Error> {
         static NONE: std::sync::LazyLock<Pins> = std::sync::LazyLock::new(Pins::default);
         let pins = if crate::guest::needs_pins(r) {
             self.pins().await?

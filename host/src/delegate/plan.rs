@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::Error;
+use crate::cni;
 use crate::cni::types::NetConfList;
-use crate::cni::{self, Code};
 use crate::guest::{Attachment, Loaded};
 use crate::k8s;
 
@@ -25,13 +25,10 @@ pub struct Planned {
 }
 
 /// Read the cluster network's conf or conflist.
-pub fn cluster_network(path: &Path) -> Result<NetConfList, cni::Error> {
-    let bad = |why: String| {
-        cni::Error::new(
-            Code::InvalidConfig,
-            "invalid clusterNetwork",
-            format!("{}: {why}", path.display()),
-        )
+pub fn cluster_network(path: &Path) -> Result<NetConfList, Error> {
+    let bad = |why: String| Error::ClusterNetwork {
+        path: path.to_path_buf(),
+        why,
     };
     let text = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
     let v: Value = serde_json::from_slice(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
@@ -58,14 +55,12 @@ pub async fn plan(
     cluster_ifname: &str,
     pod_namespace: &str,
     isolation: &Isolation,
-) -> Result<Vec<Planned>, cni::Error> {
+) -> Result<Vec<Planned>, Error> {
     if decided.len() > MAX_ATTACHMENTS {
-        return Err(guest
-            .invalid(format!(
-                "{} attachments for one pod; at most {MAX_ATTACHMENTS} are accepted",
-                decided.len()
-            ))
-            .into());
+        return Err(Error::Guest(guest.invalid(format!(
+            "{} attachments for one pod; at most {MAX_ATTACHMENTS} are accepted",
+            decided.len()
+        ))));
     }
     // Every answer is checked before the first API read: a bad plan costs nothing.
     let mut seen: HashSet<String> = HashSet::from([cluster_ifname.to_string()]);
@@ -77,52 +72,48 @@ pub async fn plan(
             .clone()
             .unwrap_or_else(|| format!("net{}", i + 1));
         if let Err(why) = cni::validate_ifname(&ifname) {
-            return Err(guest
-                .invalid(format!("interface {ifname:?} for {network} {why}"))
-                .into());
+            return Err(Error::Guest(
+                guest.invalid(format!("interface {ifname:?} for {network} {why}")),
+            ));
         }
         if !seen.insert(ifname.clone()) {
-            return Err(guest
-                .invalid(format!(
-                    "interface {ifname:?} is used twice (network {network})"
-                ))
-                .into());
+            return Err(Error::Guest(guest.invalid(format!(
+                "interface {ifname:?} is used twice (network {network})"
+            ))));
         }
         if a.network.namespace.is_empty() || a.network.name.is_empty() {
-            return Err(guest
-                .invalid(format!("network reference {network:?} is incomplete"))
-                .into());
+            return Err(Error::Guest(
+                guest.invalid(format!("network reference {network:?} is incomplete")),
+            ));
         }
         if let Isolation::Namespaces(global) = isolation
             && a.network.namespace != pod_namespace
             && !global.contains(&a.network.namespace)
         {
-            return Err(cni::Error::new(
-                Code::GuestDenied,
-                format!("network {network} is not allowed for pods in namespace {pod_namespace}"),
-                format!(
-                    "namespaceIsolation is on: pods may use NADs of their own namespace or of {}",
-                    global.join(", ")
-                ),
-            ));
+            return Err(Error::Isolated {
+                network,
+                pod_namespace: pod_namespace.into(),
+                global: global.clone(),
+            });
         }
         checked.push((network, ifname, a));
     }
     let mut out = Vec::with_capacity(checked.len());
     for (network, ifname, a) in checked {
-        let config = kube.network(&a.network.namespace, &a.network.name).await?;
+        let config = kube
+            .network(&a.network.namespace, &a.network.name)
+            .await
+            .map_err(Error::Api)?;
         let mut chain = NetConfList::parse(&config).map_err(|why| {
-            cni::Error::from(k8s::Error::BadNetworkConfig {
+            Error::Api(k8s::Error::BadNetworkConfig {
                 namespace: a.network.namespace.clone(),
                 name: a.network.name.clone(),
                 why,
             })
         })?;
-        fold_requests(&mut chain, &a).map_err(|why| {
-            cni::Error::from(Error::Config {
-                network: network.clone(),
-                why,
-            })
+        fold_requests(&mut chain, &a).map_err(|why| Error::Config {
+            network: network.clone(),
+            why,
         })?;
         out.push(Planned {
             network,

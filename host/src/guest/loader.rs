@@ -5,11 +5,12 @@
 //! wasmcni upgrade or a changed engine config never loads a stale artifact; files are written to
 //! a temporary name and renamed, so a crash never leaves a half-written one under the key.
 
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -70,7 +71,8 @@ pub(super) fn load(
     r: &GuestRef,
     origin: Origin,
     pins: &Pins,
-) -> Result<Loaded, Error> {
+    memo: &Mutex<HashMap<(String, String), Arc<Loaded>>>,
+) -> Result<Arc<Loaded>, Error> {
     let not_found = |why: String| Error::NotFound {
         name: r.guest.clone(),
         why,
@@ -139,18 +141,26 @@ pub(super) fn load(
             )));
         }
     }
+    let key = (r.guest.clone(), digest.clone());
+    if let Some(l) = memo.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(l);
+    }
     let component = compiled(engine, cache_dir, &digest, &bytes).map_err(|source| Error::Load {
         name: r.guest.clone(),
         digest: digest.clone(),
         source,
     })?;
-    Ok(Loaded {
+    let loaded = Arc::new(Loaded {
         name: r.guest.clone(),
         digest,
         component,
         delegation: OnceLock::new(),
         ipam: OnceLock::new(),
-    })
+    });
+    if let Ok(mut m) = memo.lock() {
+        m.insert(key, loaded.clone());
+    }
+    Ok(loaded)
 }
 
 fn compiled(

@@ -7,6 +7,7 @@
 mod bindings;
 mod loader;
 mod pins;
+mod workers;
 
 pub use loader::{BUILTIN, Builtin, builtin, sha256_hex};
 pub use pins::{Module, Pin, Pins};
@@ -65,8 +66,9 @@ pub fn needs_pins(r: &GuestRef) -> bool {
     !r.guest.starts_with('/') && !BUILTIN.iter().any(|b| b.name == r.guest)
 }
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -74,7 +76,7 @@ use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::config::GuestRef;
-use crate::ipam::PoolView;
+use crate::ipam::{self, PoolView, Proposal};
 
 pub use bindings::delegation::{Attachment, Denial, NetworkRef, Pod, Request as DelegationRequest};
 pub use bindings::ipam::{IpamRequest, Refusal};
@@ -125,6 +127,13 @@ pub enum Error {
         /// The guest's name.
         name: String,
         /// What is wrong with the answer.
+        why: String,
+    },
+    /// The Wasm engine (or the threads guests run on) could not be started. A bug or a node
+    /// out of resources.
+    #[error("cannot start the Wasm engine: {why}")]
+    Engine {
+        /// Why.
         why: String,
     },
     /// The guest refused the request (bad annotation, forbidden network, no acceptable address).
@@ -203,7 +212,9 @@ impl WasiView for GuestState {
     }
 }
 
-/// The engine, the compile cache and the limits every guest call gets.
+/// The engine, the compile cache and the limits every guest call gets. It lives as long as the
+/// process (exec mode: one CNI call; the daemon: its whole life), so what it holds is made once:
+/// linkers per world, loaded guests by name and sha256, the worker threads guests run on.
 pub struct Guests {
     engine: Engine,
     cache_dir: PathBuf,
@@ -211,6 +222,10 @@ pub struct Guests {
     // Linkers are built once per process and only for the worlds actually called.
     delegation_linker: OnceLock<Linker<GuestState>>,
     ipam_linker: OnceLock<Linker<GuestState>>,
+    /// Guests already loaded, by (name, sha256): a second load costs a lookup.
+    loaded: Mutex<HashMap<(String, String), Arc<Loaded>>>,
+    /// The bounded pool guest calls run on, started by the first call from async code.
+    workers: OnceLock<workers::Workers>,
 }
 
 /// A loaded guest ready to be called. Its imports are resolved against the host once (an
@@ -245,7 +260,20 @@ impl Guests {
             deadline_ticks,
             delegation_linker: OnceLock::new(),
             ipam_linker: OnceLock::new(),
+            loaded: Mutex::new(HashMap::new()),
+            workers: OnceLock::new(),
         }))
+    }
+
+    /// The worker pool, started on first use.
+    fn workers(&self) -> Result<&workers::Workers, Error> {
+        if let Some(w) = self.workers.get() {
+            return Ok(w);
+        }
+        let w = workers::Workers::start().map_err(|e| Error::Engine {
+            why: format!("starting guest worker threads: {e}"),
+        })?;
+        Ok(self.workers.get_or_init(|| w))
     }
 
     /// The world a loaded guest implements, from its exports (no compile).
@@ -260,8 +288,11 @@ impl Guests {
 
     /// Resolve `r` (built in, pinned in `pins`, or — from the node's config — a node path),
     /// verify its sha256, and compile it or load it from the cache.
-    pub fn load(&self, r: &GuestRef, origin: Origin, pins: &Pins) -> Result<Loaded, Error> {
-        loader::load(&self.engine, &self.cache_dir, r, origin, pins)
+    ///
+    /// A guest loaded before under the same name and sha256 is returned as it is (its imports
+    /// already resolved); the bytes are still resolved and hashed, so a changed pin is seen.
+    pub fn load(&self, r: &GuestRef, origin: Origin, pins: &Pins) -> Result<Arc<Loaded>, Error> {
+        loader::load(&self.engine, &self.cache_dir, r, origin, pins, &self.loaded)
     }
 
     /// The error for a guest that trapped; a deadline is named as such, with the budget.
@@ -348,24 +379,54 @@ impl Guests {
         Ok(guest.ipam.get_or_init(|| pre))
     }
 
-    /// Ask a delegation guest which networks `req.pod` gets.
+    /// Ask a delegation guest which networks `req.pod` gets, on the guest worker pool (the
+    /// caller's async task waits; at most one call per worker runs at once, the rest queue).
+    pub async fn decide_pooled(
+        self: &Arc<Self>,
+        guest: &Arc<Loaded>,
+        req: DelegationRequest,
+    ) -> Result<Vec<Attachment>, Error> {
+        let (me, g) = (self.clone(), guest.clone());
+        self.workers()?
+            .run(move || me.decide_here(&g, &req))
+            .await
+            .unwrap_or_else(|why| Err(Error::Engine { why }))
+    }
+
+    /// Ask an IPAM guest for an offset in `view`'s range, on the guest worker pool; the view is
+    /// handed back for the caller to validate the answer against.
+    pub async fn propose_pooled(
+        self: &Arc<Self>,
+        guest: &Arc<Loaded>,
+        req: IpamRequest,
+        view: PoolView,
+    ) -> Result<(Result<u64, Refusal>, PoolView), Error> {
+        let (me, g) = (self.clone(), guest.clone());
+        self.workers()?
+            .run(move || me.propose_here(&g, &req, view))
+            .await
+            .unwrap_or_else(|why| Err(Error::Engine { why }))
+    }
+
+    /// Ask a delegation guest which networks `req.pod` gets, on this thread (CLI, tests,
+    /// benchmarks: no async runtime).
     pub fn decide(
         &self,
         guest: &Loaded,
         req: &DelegationRequest,
     ) -> Result<Vec<Attachment>, Error> {
-        off_runtime(|| self.decide_here(guest, req))
+        self.decide_here(guest, req)
     }
 
-    /// Ask an IPAM guest for an offset in `view`'s range; the view is handed back for the caller
-    /// to validate the answer against.
+    /// Ask an IPAM guest for an offset in `view`'s range, on this thread; the view is handed
+    /// back for the caller to validate the answer against.
     pub fn propose(
         &self,
         guest: &Loaded,
         req: &IpamRequest,
         view: PoolView,
     ) -> Result<(Result<u64, Refusal>, PoolView), Error> {
-        off_runtime(|| self.propose_here(guest, req, view))
+        self.propose_here(guest, req, view)
     }
 
     fn decide_here(
@@ -426,18 +487,42 @@ impl Guests {
     }
 }
 
-/// Run `f` where no tokio runtime is entered. wasmtime-wasi's synchronous bindings block on tokio
-/// internally (a guest writing to stderr, e.g. a panic message, goes through them), which panics
-/// on a runtime's own thread — and a CNI call runs inside one. (The benchmark calls guests with no
-/// runtime entered, so this thread is not part of its figures.)
-fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return f();
+/// An IPAM policy guest as IPAM's [`ipam::Proposer`]: IPAM asks, the guest answers on the
+/// worker pool, a refusal becomes [`Error::Denied`].
+pub struct Policy {
+    guests: Arc<Guests>,
+    guest: Arc<Loaded>,
+    req: IpamRequest,
+}
+
+impl Policy {
+    /// `guest`, run by `guests`, told `req` about the pod.
+    pub fn new(guests: Arc<Guests>, guest: Arc<Loaded>, req: IpamRequest) -> Self {
+        Policy { guests, guest, req }
     }
-    std::thread::scope(|s| match s.spawn(f).join() {
-        Ok(v) => v,
-        Err(panic) => std::panic::resume_unwind(panic),
-    })
+}
+
+impl ipam::Proposer for Policy {
+    type Error = Error;
+
+    fn describe(&self) -> String {
+        format!(
+            "ipam guest {} (sha256 {})",
+            self.guest.name, self.guest.digest
+        )
+    }
+
+    async fn propose(&self, view: PoolView) -> Result<(Proposal, PoolView), Error> {
+        let (answer, view) = self
+            .guests
+            .propose_pooled(&self.guest, self.req.clone(), view)
+            .await?;
+        match answer {
+            Ok(o) => Ok((Proposal::Offset(o), view)),
+            Err(Refusal::Exhausted) => Ok((Proposal::Exhausted, view)),
+            Err(Refusal::Other(why)) => Err(self.guest.denied(&why)),
+        }
+    }
 }
 
 impl Loaded {

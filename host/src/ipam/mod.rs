@@ -1,29 +1,34 @@
-//! Whereabouts-compatible IPAM: ranges, the pool view a guest queries, and allocation committed
-//! to IPPool objects by resourceVersion compare-and-swap (no cluster-wide lock).
+//! Whereabouts-compatible IPAM: ranges, the pool view a proposer queries, choosing an address
+//! ([`Proposer`]: a Wasm guest, or [`LowestFree`]) and committing it to IPPool objects over a
+//! [`PoolStore`] by resourceVersion compare-and-swap (no cluster-wide lock).
+//!
+//! IPAM knows neither the Wasm engine nor any guest: a reconciler uses it with `k8s` alone.
 
+mod choose;
+mod commit;
 mod range;
+mod store;
 mod view;
 
-use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::net::IpAddr;
-use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::GuestRef;
-use crate::guest::{self, Guests, IpamRequest, Loaded, Refusal};
-use crate::k8s::{self, Cas, IPPool, IPPoolSpec, IpAllocation};
+use crate::k8s::{self, IpAllocation};
 
+pub use choose::{Choice, LowestFree, Proposal, Proposer};
+pub use commit::{MAX_ATTEMPTS, allocate, holder, release};
 pub use range::Range;
+pub use store::PoolStore;
 pub use view::PoolView;
 
-/// How often an allocation is retried after losing a compare-and-swap race.
-const MAX_ATTEMPTS: u32 = 20;
-
-/// Why an IPAM operation failed.
+/// Why an IPAM operation failed. `E` is the proposer's error (none for operations that do not
+/// choose: release, holder, config).
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum Error<E = Infallible> {
     /// The `ipam` section is invalid. Not retryable.
     #[error("invalid ipam config: {why}")]
     Config {
@@ -36,7 +41,7 @@ pub enum Error {
         /// The range.
         range: String,
     },
-    /// The address the pod asked for (capability `ips`) cannot be given.
+    /// The address the pod asked for (capability `ips`) cannot be given. Not retryable as is.
     #[error("requested address {ip} cannot be allocated: {why}")]
     Unavailable {
         /// The address.
@@ -52,12 +57,35 @@ pub enum Error {
         /// Attempts made.
         attempts: u32,
     },
-    /// The policy guest failed or refused.
+    /// The proposer named an offset that is not free: a broken policy. Not retryable.
+    #[error("{by} gave an invalid answer: {why}")]
+    InvalidProposal {
+        /// The proposer ([`Proposer::describe`]).
+        by: String,
+        /// What is wrong with the offset.
+        why: String,
+    },
+    /// The proposer failed or refused.
     #[error(transparent)]
-    Guest(guest::Error),
-    /// The IPPool store failed.
+    Proposer(E),
+    /// The IPPool store failed (retryable when unreachable).
     #[error(transparent)]
     Store(k8s::Error),
+}
+
+impl Error {
+    /// The same error as one of an operation whose proposer fails with `E`.
+    pub fn widen<E>(self) -> Error<E> {
+        match self {
+            Error::Config { why } => Error::Config { why },
+            Error::Exhausted { range } => Error::Exhausted { range },
+            Error::Unavailable { ip, why } => Error::Unavailable { ip, why },
+            Error::Conflict { pool, attempts } => Error::Conflict { pool, attempts },
+            Error::InvalidProposal { by, why } => Error::InvalidProposal { by, why },
+            Error::Proposer(never) => match never {},
+            Error::Store(k) => Error::Store(k),
+        }
+    }
 }
 
 /// The `ipam` section of a NAD's plugin config, in whereabouts' keys plus `policy`.
@@ -151,231 +179,4 @@ pub struct Lease {
     pub address: ipnetwork::IpNetwork,
     /// The IPPool it is recorded in.
     pub pool: String,
-}
-
-/// Decoded allocations of a pool; keys that are not offsets are kept aside untouched.
-fn offsets(spec: &IPPoolSpec) -> BTreeMap<u64, IpAllocation> {
-    spec.allocations
-        .iter()
-        .filter_map(|(k, v)| k.parse::<u64>().ok().map(|o| (o, v.clone())))
-        .collect()
-}
-
-/// Who picks the address.
-pub enum Pick<'a> {
-    /// The network's policy guest proposes one.
-    Policy {
-        /// The engine.
-        guests: &'a Guests,
-        /// The policy.
-        guest: &'a Loaded,
-        /// What it is told about the pod.
-        req: &'a IpamRequest,
-    },
-    /// The pod asked for this address (runtimeConfig capability `ips`, from the network
-    /// selection annotation); the policy is not asked.
-    Exact(IpAddr),
-}
-
-/// Allocate an address for `owner` in `conf`'s range: read the pool, let the guest propose (or
-/// take the requested address), validate, and commit with compare-and-swap; on a lost race,
-/// start over.
-pub async fn allocate(
-    kube: &k8s::Client,
-    conf: &IpamConf,
-    namespace: &str,
-    owner: &Owner,
-    pick: Pick<'_>,
-) -> Result<Lease, Error> {
-    let range = conf.range()?;
-    let name = conf.pool_name(&range);
-    for attempt in 0..MAX_ATTEMPTS {
-        if attempt > 0 {
-            backoff(attempt).await;
-        }
-        let mut pool = kube
-            .ip_pool(namespace, &name)
-            .await
-            .map_err(Error::Store)?
-            .unwrap_or_else(|| {
-                let mut p = IPPool::new(
-                    &name,
-                    IPPoolSpec {
-                        range: range.cidr(),
-                        allocations: BTreeMap::new(),
-                    },
-                );
-                p.metadata.namespace = Some(namespace.to_string());
-                p
-            });
-        let taken = offsets(&pool.spec);
-        // ADD is idempotent: a retried ADD for the same container and interface keeps its address.
-        if let Some((&o, _)) = taken.iter().find(|(_, a)| owner.holds(a)) {
-            return Ok(Lease {
-                address: range.address(o),
-                pool: name,
-            });
-        }
-        let view = PoolView::new(range.clone(), taken);
-        let (offset, chooser) = match &pick {
-            Pick::Exact(ip) => {
-                let unavailable = |why: String| Error::Unavailable { ip: *ip, why };
-                let o = range
-                    .offset_of(*ip)
-                    .ok_or_else(|| unavailable(format!("it is outside {}", range.cidr())))?;
-                if !view.is_free(o) {
-                    return Err(unavailable(match view.owner_of(o) {
-                        Some(holder) => format!("it is allocated to {holder}"),
-                        None => "it is reserved or excluded in this range".into(),
-                    }));
-                }
-                (o, "the pod requested".to_string())
-            }
-            Pick::Policy { guests, guest, req } => {
-                let (answer, view) = guests.propose(guest, req, view).map_err(Error::Guest)?;
-                let offset = match answer {
-                    Ok(o) => o,
-                    Err(Refusal::Exhausted) => {
-                        return Err(Error::Exhausted {
-                            range: range.cidr(),
-                        });
-                    }
-                    Err(Refusal::Other(why)) => return Err(Error::Guest(guest.denied(&why))),
-                };
-                if !view.is_free(offset) {
-                    let why = match view.owner_of(offset) {
-                        Some(holder) => format!(
-                            "offset {offset} ({}) is already allocated to {holder}",
-                            range.address(offset)
-                        ),
-                        None if offset > range.last_offset() => {
-                            format!("offset {offset} is outside {}", range.cidr())
-                        }
-                        None => format!(
-                            "offset {offset} ({}) is reserved or excluded",
-                            range.address(offset)
-                        ),
-                    };
-                    return Err(Error::Guest(guest.invalid(why)));
-                }
-                (
-                    offset,
-                    format!(
-                        "ipam guest {} (sha256 {}) proposed",
-                        guest.name(),
-                        guest.digest()
-                    ),
-                )
-            }
-        };
-        pool.spec.allocations.insert(
-            offset.to_string(),
-            IpAllocation {
-                id: owner.container_id.clone(),
-                podref: owner.podref.clone(),
-                ifname: owner.ifname.clone(),
-            },
-        );
-        match kube
-            .write_ip_pool(namespace, &pool)
-            .await
-            .map_err(Error::Store)?
-        {
-            Cas::Done => {
-                tracing::info!(
-                    "{chooser} {} for {}; committed to IPPool {namespace}/{name}",
-                    range.address(offset),
-                    owner.podref
-                );
-                return Ok(Lease {
-                    address: range.address(offset),
-                    pool: name,
-                });
-            }
-            Cas::Conflict => tracing::info!("IPPool {name}: lost a write race, attempt {attempt}"),
-        }
-    }
-    Err(Error::Conflict {
-        pool: name,
-        attempts: MAX_ATTEMPTS,
-    })
-}
-
-/// Who the IPPool of `conf`'s range records as holding `ip` (`None`: nobody, or no pool).
-pub async fn holder(
-    kube: &k8s::Client,
-    conf: &IpamConf,
-    namespace: &str,
-    ip: IpAddr,
-) -> Result<Option<IpAllocation>, Error> {
-    let range = conf.range()?;
-    let Some(offset) = range.offset_of(ip) else {
-        return Ok(None);
-    };
-    let pool = kube
-        .ip_pool(namespace, &conf.pool_name(&range))
-        .await
-        .map_err(Error::Store)?;
-    Ok(pool.and_then(|p| offsets(&p.spec).remove(&offset)))
-}
-
-/// Release `owner`'s addresses from the pools `pools` (all pools in `namespace` when `None`).
-/// Absent pools and absent allocations are success: DEL is idempotent.
-pub async fn release(
-    kube: &k8s::Client,
-    namespace: &str,
-    pools: Option<&[String]>,
-    owner: &Owner,
-) -> Result<(), Error> {
-    let names: Vec<String> = match pools {
-        Some(p) => p.to_vec(),
-        None => kube
-            .ip_pools(namespace)
-            .await
-            .map_err(Error::Store)?
-            .into_iter()
-            .filter(|p| p.spec.allocations.values().any(|a| owner.holds(a)))
-            .filter_map(|p| p.metadata.name)
-            .collect(),
-    };
-    for name in names {
-        let mut attempt = 0;
-        loop {
-            let Some(mut pool) = kube.ip_pool(namespace, &name).await.map_err(Error::Store)? else {
-                break;
-            };
-            let before = pool.spec.allocations.len();
-            pool.spec.allocations.retain(|_, a| !owner.holds(a));
-            if pool.spec.allocations.len() == before {
-                break;
-            }
-            match kube
-                .write_ip_pool(namespace, &pool)
-                .await
-                .map_err(Error::Store)?
-            {
-                Cas::Done => break,
-                Cas::Conflict if attempt + 1 < MAX_ATTEMPTS => {
-                    attempt += 1;
-                    backoff(attempt).await;
-                }
-                Cas::Conflict => {
-                    return Err(Error::Conflict {
-                        pool: name,
-                        attempts: MAX_ATTEMPTS,
-                    });
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Short, jittered, growing pauses: racing writers spread out instead of colliding again.
-async fn backoff(attempt: u32) {
-    let jitter = u64::from(std::process::id() % 7) + u64::from(attempt.min(10)) * 3;
-    tokio::time::sleep(Duration::from_millis(
-        5 + jitter * u64::from(attempt.min(5)),
-    ))
-    .await;
 }

@@ -5,7 +5,6 @@
 //! node if we die between two steps.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
@@ -25,15 +24,9 @@ use crate::netns::Netns;
 /// Why a netlink operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The pod's network namespace does not exist (any more). Not retryable.
-    #[error("network namespace {path} is gone")]
-    NetnsGone {
-        /// Its path.
-        path: PathBuf,
-        /// The open/setns error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// Entering the pod's (or the node's) namespace failed.
+    #[error(transparent)]
+    Netns(#[from] crate::netns::Error),
     /// The master interface is not on the node. Not retryable: fix the NAD or the node.
     #[error("master interface {master:?} does not exist on this node")]
     MasterMissing {
@@ -73,22 +66,6 @@ pub enum Error {
         master: String,
         /// Its MTU.
         master_mtu: u32,
-    },
-    /// A per-interface sysctl of the pod could not be set.
-    #[error("setting {key} in the pod")]
-    Sysctl {
-        /// The sysctl, as a /proc/sys path.
-        key: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A netlink socket could not be opened.
-    #[error("opening a netlink socket")]
-    Socket {
-        /// Why.
-        #[source]
-        source: std::io::Error,
     },
 }
 

@@ -11,7 +11,35 @@ use std::path::{Path, PathBuf};
 use nix::sched::{CloneFlags, setns};
 use rtnetlink::Handle;
 
-use crate::netlink::Error;
+/// Why entering or using a network namespace failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The namespace does not exist (any more). Not retryable.
+    #[error("network namespace {path} is gone")]
+    NetnsGone {
+        /// Its path.
+        path: PathBuf,
+        /// The open/setns error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A per-interface sysctl of the pod could not be set.
+    #[error("setting {key} in the pod")]
+    Sysctl {
+        /// The sysctl, as a /proc/sys path.
+        key: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A netlink socket (or the thread that opens it) could not be made.
+    #[error("opening a netlink socket")]
+    Socket {
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// An open network namespace (held by fd, so it cannot vanish under us mid-call).
 #[derive(Debug)]

@@ -1,0 +1,61 @@
+//! What lives as long as the process, apart from what lives for one CNI call.
+//!
+//! Exec mode builds a [`Node`] for its one call; a node daemon builds one and serves many calls
+//! on it; the IPAM controller needs none (it uses `ipam` and `k8s` alone, no Wasm engine). A
+//! call's own state — its request, pod, config, pins read for it — is `delegate::Call`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::guest::{self, Guests};
+use crate::k8s;
+
+/// Process-lifetime state: the Wasm engines (with their compiled guests, linkers and worker
+/// threads) and the Kubernetes clients (each one connection pool), made on first use.
+#[derive(Default)]
+pub struct Node {
+    /// By (guest cache directory, deadline in ms): the settings an engine is made with. A node
+    /// has one config, so in practice one engine.
+    guests: Mutex<HashMap<(PathBuf, u64), Arc<Guests>>>,
+    /// By kubeconfig path.
+    clients: tokio::sync::Mutex<HashMap<PathBuf, k8s::Client>>,
+}
+
+impl Node {
+    /// Nothing started yet: DEL, CHECK, GC and STATUS never pay for an engine.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Node::default())
+    }
+
+    /// The engine for guests cached in `cache_dir` with a deadline of `timeout_ms` per call,
+    /// started on first use.
+    pub fn guests(&self, cache_dir: &Path, timeout_ms: u64) -> Result<Arc<Guests>, guest::Error> {
+        let key = (cache_dir.to_path_buf(), timeout_ms);
+        let mut map = self.guests.lock().map_err(|_| guest::Error::Engine {
+            why: "the engine table is poisoned (an earlier panic)".into(),
+        })?;
+        if let Some(g) = map.get(&key) {
+            return Ok(g.clone());
+        }
+        let g = Guests::new(key.0.clone(), Duration::from_millis(timeout_ms)).map_err(|e| {
+            guest::Error::Engine {
+                why: format!("{e:#}"),
+            }
+        })?;
+        map.insert(key, g.clone());
+        Ok(g)
+    }
+
+    /// The API client for the identity in `kubeconfig`, made on first use and then shared.
+    pub async fn kube(&self, kubeconfig: &Path) -> Result<k8s::Client, k8s::Error> {
+        let mut map = self.clients.lock().await;
+        if let Some(c) = map.get(kubeconfig) {
+            return Ok(c.clone());
+        }
+        let c = k8s::Client::from_kubeconfig(kubeconfig).await?;
+        map.insert(kubeconfig.to_path_buf(), c.clone());
+        Ok(c)
+    }
+}
