@@ -10,7 +10,7 @@ use crate::cni::Command;
 use crate::cni::types::{CniResult, Dns, Interface, IpConfig};
 use crate::guest::{IpamRequest, Origin, Policy};
 use crate::ipam::{self, Choice, IpamConf, LowestFree, Owner};
-use crate::netlink::{self, LinkKind};
+use crate::netlink::{self, LinkKind, verify};
 use crate::netns::{self, Netns, Sysctl};
 
 /// Whether plugin type `t` runs in-process.
@@ -323,95 +323,25 @@ pub async fn check(call: &Call, network: &str, conf: &Value, ifname: &str) -> Re
     }
     let ns = Netns::open(&path).map_err(Error::Netns)?;
     let inside = ns.handle().map_err(Error::Netns)?;
-    let lookup = |step: &str| {
-        let step = step.to_string();
-        move |source| {
-            Error::Netlink(netlink::Error::Configure {
-                step,
-                ifname: ifname.into(),
-                source: Box::new(source),
-            })
-        }
-    };
-    let link = netlink::inspect(&inside, ifname)
-        .await
-        .map_err(lookup("looking up the link"))?
-        .ok_or_else(|| drift(format!("interface {ifname} is missing from {sandbox}")))?;
-
-    // The link: kind and mode, master, MAC.
-    if link.kind != Some(p.kind) {
-        let is = match link.kind {
-            Some(k) => k.describe(),
-            None if link.kind_name.is_empty() => "a plain device".into(),
-            None => format!("a {} link", link.kind_name),
-        };
-        return Err(drift(format!(
-            "is {is}, the config says {}",
-            p.kind.describe()
-        )));
-    }
     let host = netns::host_handle().map_err(Error::Netns)?;
-    let master = netlink::find(&host, &p.master)
-        .await
-        .map_err(lookup("looking up the master"))?
-        .ok_or_else(|| drift(format!("master {} is gone from the node", p.master)))?;
-    if link.parent != Some(master.0) {
-        return Err(drift(format!(
-            "is no longer a child of master {} (index {}); its parent index is {:?}",
-            p.master, master.0, link.parent
-        )));
-    }
-    if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&link.mac) {
-        return Err(drift(format!(
-            "MAC is {}, ADD reported {}",
-            link.mac, iface.mac
-        )));
-    }
-    if let (Some(want), Some(got)) = (p.mtu, link.mtu)
-        && want != got
-    {
-        return Err(drift(format!("MTU is {got}, the config says {want}")));
-    }
-
-    // Addresses and routes of the result.
     let mine: Vec<&IpConfig> = prev
         .ips
         .iter()
         .filter(|ip| ip.interface.is_none_or(|i| i == idx))
         .collect();
-    for ip in &mine {
-        if !link.addrs.contains(&ip.address) {
-            let has: Vec<String> = link.addrs.iter().map(ToString::to_string).collect();
-            return Err(drift(format!(
-                "address {} from the ADD result is missing (it has {})",
-                ip.address,
-                if has.is_empty() {
-                    "none".into()
-                } else {
-                    has.join(", ")
-                }
-            )));
-        }
-    }
-    let routes = netlink::routes(&inside, link.index)
+    let want = verify::Expected {
+        kind: p.kind,
+        master: &p.master,
+        mac: &iface.mac,
+        mtu: p.mtu,
+        addrs: mine.iter().map(|i| i.address).collect(),
+        routes: &prev.routes,
+        gateways: mine.iter().filter_map(|i| i.gateway).collect(),
+    };
+    verify::attachment(&host, &inside, ifname, &sandbox, &want)
         .await
-        .map_err(lookup("listing routes"))?;
-    let gateways: Vec<_> = mine.iter().filter_map(|i| i.gateway).collect();
-    for r in &prev.routes {
-        let gw = r.gw.or_else(|| {
-            gateways
-                .iter()
-                .copied()
-                .find(|g| g.is_ipv4() == r.dst.is_ipv4())
-        });
-        let present = routes
-            .iter()
-            .any(|(dst, via)| *dst == r.dst && (gw.is_none() || *via == gw));
-        if !present {
-            let via = gw.map(|g| format!(" via {g}")).unwrap_or_default();
-            return Err(drift(format!("route {}{via} is missing", r.dst)));
-        }
-    }
+        .map_err(Error::Netlink)?
+        .map_err(|d| drift(d.0))?;
 
     // The allocation behind the addresses.
     match &p.ipam {

@@ -21,6 +21,8 @@ use rtnetlink::{Handle, LinkIpVlan, LinkMacVlan, LinkUnspec, RouteMessageBuilder
 use crate::cni::types::{Route, RouteExt};
 use crate::netns::Netns;
 
+pub mod verify;
+
 /// Why a netlink operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
