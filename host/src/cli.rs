@@ -175,12 +175,11 @@ fn pin(
     {
         bail!("--name {name:?}: use letters, digits, '-' and '_', and not a built-in guest's name");
     }
-    let (namespace, cm_name) = configmap
-        .split_once('/')
-        .context("--configmap is namespace/name")?;
+    let at = crate::k8s::ObjectRef::parse(configmap, "kube-system")
+        .context("--configmap is [namespace/]name")?;
     let mut cm = ConfigMap::default();
-    cm.metadata.name = Some(cm_name.into());
-    cm.metadata.namespace = Some(namespace.into());
+    cm.metadata.name = Some(at.name().into());
+    cm.metadata.namespace = Some(at.namespace().into());
     cm.data = Some(BTreeMap::from([(
         format!("{name}.sha256"),
         guest::sha256_hex(&bytes),
@@ -282,7 +281,8 @@ fn test(a: TestArgs) -> anyhow::Result<()> {
     let world = guests
         .world(&loaded)
         .context("not a wasmcni policy component")?;
-    let (namespace, name) = pod.split_once('/').context("--pod is namespace/name")?;
+    let pod = crate::k8s::ObjectRef::parse(pod, "default").context("--pod is [namespace/]name")?;
+    let (namespace, name) = (pod.namespace(), pod.name());
     let labels = labels
         .iter()
         .map(|l| {

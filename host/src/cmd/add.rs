@@ -11,6 +11,7 @@ use crate::cni::{Error, Request};
 use crate::config::PluginConf;
 use crate::delegate::{self, NetworkStatus, cache::Record};
 use crate::guest::{DelegationRequest, NetworkRef, Origin, Pod};
+use crate::k8s::ObjectRef;
 use crate::node::Node;
 
 /// The annotation Multus writes and tools read.
@@ -26,9 +27,10 @@ enum Undo {
 
 pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Result<Value, Error> {
     // 0. Everything that can be checked locally is, before the first API call.
-    let (namespace, name) = pod_ref(req)?;
+    let pod = pod_ref(req)?;
+    let (namespace, name) = (pod.namespace(), pod.name());
     let cluster = cluster_chain(&conf)?;
-    let defaults = default_networks(&conf.default_networks, &namespace)?;
+    let defaults = default_networks(&conf.default_networks, namespace)?;
     if let Some(netns) = &req.netns {
         crate::netns::Netns::open(netns)?;
     }
@@ -39,13 +41,13 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
     let uid = req.args.pod_uid.as_deref();
     let facts = match runtime_annotations(&conf) {
         Some(annotations) => Pod {
-            namespace: namespace.clone(),
-            name: name.clone(),
+            namespace: namespace.into(),
+            name: name.into(),
             uid: uid.unwrap_or_default().into(),
             labels: Vec::new(),
             annotations,
         },
-        None => pod_facts(&kube.pod(&namespace, &name).await?, &namespace, &name, uid),
+        None => pod_facts(&kube.pod(namespace, name).await?, namespace, name, uid),
     };
     let call = call(node, req, conf, facts.clone(), Some(kube.clone()));
 
@@ -73,15 +75,7 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
     } else {
         delegate::Isolation::Off
     };
-    let plan = delegate::plan(
-        &kube,
-        &decider,
-        decided,
-        &req.ifname,
-        &namespace,
-        &isolation,
-    )
-    .await?;
+    let plan = delegate::plan(&kube, &decider, decided, &req.ifname, namespace, &isolation).await?;
 
     // 3. Written down before anything is created: DEL must find it even if we die next.
     let dir = call.conf.cni_dir.clone();
@@ -125,7 +119,7 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
 
         // 6. Tell the pod what it got.
         let text = serde_json::to_string_pretty(&status).expect("status serializes");
-        kube.annotate_pod(&namespace, &name, NETWORK_STATUS, &text)
+        kube.annotate_pod(namespace, name, NETWORK_STATUS, &text)
             .await?;
         record.write(&dir)?;
         Ok::<_, Error>(primary)
@@ -204,17 +198,16 @@ fn default_networks(names: &[String], pod_namespace: &str) -> Result<Vec<Network
     names
         .iter()
         .map(|n| {
-            let (namespace, name) = n.split_once('/').unwrap_or((pod_namespace, n));
-            if name.is_empty() || name.contains('/') {
-                return Err(Error::new(
+            let r = ObjectRef::parse(n, pod_namespace).map_err(|e| {
+                Error::new(
                     crate::cni::Code::InvalidConfig,
                     "invalid defaultNetworks",
-                    format!("{n:?} is not NAME or NAMESPACE/NAME"),
-                ));
-            }
+                    format!("{e} (NAME or NAMESPACE/NAME)"),
+                )
+            })?;
             Ok(NetworkRef {
-                namespace: namespace.into(),
-                name: name.into(),
+                namespace: r.namespace().into(),
+                name: r.name().into(),
             })
         })
         .collect()

@@ -12,7 +12,7 @@ pub(super) async fn check(
     req: &Request,
     conf: PluginConf,
 ) -> Result<(), Error> {
-    let (namespace, name) = pod_ref(req)?;
+    let pod = pod_ref(req)?;
     let rec = Record::read(&conf.cni_dir, &req.container_id).ok_or_else(|| {
         Error::new(
             Code::UnknownContainer,
@@ -56,7 +56,7 @@ pub(super) async fn check(
         ));
     }
     let kube = node.kube(&conf.kubeconfig).await.ok();
-    let call = call(node, req, conf, pod_stub(&namespace, &name, None), kube);
+    let call = call(node, req, conf, pod_stub(&pod, None), kube);
     delegate::check_chain(&call, &rec.cluster.name, &rec.cluster, &rec.ifname, &given).await?;
     for (att, prev) in rec.attachments.iter().zip(&rec.results) {
         let prev = prev.as_ref().ok_or_else(|| {

@@ -14,6 +14,7 @@ use crate::cni::{Error, Request};
 use crate::config::PluginConf;
 use crate::delegate::{self, Call, cache::Record};
 use crate::ipam::{self, Owner};
+use crate::k8s::ObjectRef;
 
 pub(super) async fn del(
     node: &std::sync::Arc<crate::node::Node>,
@@ -21,13 +22,9 @@ pub(super) async fn del(
     conf: PluginConf,
 ) -> Result<(), Error> {
     let record = Record::read(&conf.cni_dir, &req.container_id);
-    let (namespace, name) = match (&record, pod_ref(req)) {
+    let pod = match (&record, pod_ref(req)) {
         (_, Ok(p)) => p,
-        (Some(r), Err(_)) => r
-            .podref
-            .split_once('/')
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .unwrap_or_default(),
+        (Some(r), Err(e)) => ObjectRef::parse(&r.podref, "").map_err(|_| e)?,
         (None, Err(e)) => return Err(e),
     };
     let kube = match node.kube(&conf.kubeconfig).await {
@@ -37,7 +34,7 @@ pub(super) async fn del(
             None
         }
     };
-    let pod = pod_stub(&namespace, &name, req.args.pod_uid.as_deref());
+    let pod = pod_stub(&pod, req.args.pod_uid.as_deref());
     let dir = conf.cni_dir.clone();
     let call = call(node, req, conf, pod, kube.clone());
     let mut first: Option<Error> = None;

@@ -15,6 +15,7 @@ use super::{call, del::undo, pod_stub};
 use crate::cni::{Code, Error, Request};
 use crate::config::PluginConf;
 use crate::delegate::cache::Record;
+use crate::k8s::ObjectRef;
 
 pub(super) async fn gc(
     node: &std::sync::Arc<crate::node::Node>,
@@ -35,18 +36,23 @@ pub(super) async fn gc(
             rec.container_id,
             rec.ifname
         );
-        let (ns, name) = rec.podref.split_once('/').unwrap_or(("", &rec.podref));
+        // A record's pod was validated when ADD wrote it; one that no longer parses (a damaged
+        // record) is still undone, under the text it holds.
+        let pod = match ObjectRef::parse(&rec.podref, "") {
+            Ok(p) => pod_stub(&p, None),
+            Err(_) => crate::guest::Pod {
+                namespace: String::new(),
+                name: rec.podref.clone(),
+                uid: String::new(),
+                labels: Vec::new(),
+                annotations: Vec::new(),
+            },
+        };
         let mut r = req.clone();
         r.container_id = rec.container_id.clone();
         r.ifname = rec.ifname.clone();
         r.netns = None;
-        let call = call(
-            node,
-            &r,
-            conf.clone(),
-            pod_stub(ns, name, None),
-            kube.clone(),
-        );
+        let call = call(node, &r, conf.clone(), pod, kube.clone());
         match undo(&call, &rec).await {
             Ok(()) => {
                 if let Err(e) = Record::remove(&conf.cni_dir, &rec.container_id) {

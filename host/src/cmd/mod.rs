@@ -17,6 +17,7 @@ use crate::cni::{self, Code, Command, Error, Request};
 use crate::config::PluginConf;
 use crate::delegate::Call;
 use crate::guest::Pod;
+use crate::k8s::ObjectRef;
 use crate::node::Node;
 
 /// Run one CNI invocation in a process of its own (exec mode): a [`Node`] and a runtime made
@@ -162,10 +163,12 @@ fn requested_version(stdin: &[u8]) -> String {
         .unwrap_or_else(|| "1.1.0".to_string())
 }
 
-/// The pod a call is for, from CNI_ARGS (a Kubernetes runtime always sends them).
-fn pod_ref(req: &Request) -> Result<(String, String), Error> {
+/// The pod a call is for, from CNI_ARGS (a Kubernetes runtime always sends them), validated as
+/// Kubernetes names before it reaches any API path.
+fn pod_ref(req: &Request) -> Result<ObjectRef, Error> {
     match (&req.args.pod_namespace, &req.args.pod_name) {
-        (Some(ns), Some(name)) => Ok((ns.clone(), name.clone())),
+        (Some(ns), Some(name)) => ObjectRef::new(ns, name)
+            .map_err(|e| Error::new(Code::InvalidEnv, "invalid pod in CNI_ARGS", e.to_string())),
         _ => Err(Error::new(
             Code::InvalidEnv,
             "CNI_ARGS lacks the pod",
@@ -206,10 +209,10 @@ fn cluster_chain(conf: &PluginConf) -> Result<crate::cni::types::NetConfList, Er
 }
 
 /// A pod known only by reference (DEL and CHECK do not read the pod).
-fn pod_stub(namespace: &str, name: &str, uid: Option<&str>) -> Pod {
+fn pod_stub(pod: &ObjectRef, uid: Option<&str>) -> Pod {
     Pod {
-        namespace: namespace.into(),
-        name: name.into(),
+        namespace: pod.namespace().into(),
+        name: pod.name().into(),
         uid: uid.unwrap_or_default().into(),
         labels: Vec::new(),
         annotations: Vec::new(),

@@ -243,12 +243,17 @@ impl Call {
                 let Some(kube) = &self.kube else {
                     return Ok(Pins::default());
                 };
-                let (ns, name) = self
-                    .conf
-                    .guest_pins
-                    .split_once('/')
-                    .unwrap_or(("kube-system", &self.conf.guest_pins));
-                let (data, binary) = kube.config_map(ns, name).await.map_err(Error::Api)?;
+                let at =
+                    k8s::ObjectRef::parse(&self.conf.guest_pins, "kube-system").map_err(|e| {
+                        Error::Config {
+                            network: self.conf.name.clone(),
+                            why: format!("guestPins: {e}"),
+                        }
+                    })?;
+                let (data, binary) = kube
+                    .config_map(at.namespace(), at.name())
+                    .await
+                    .map_err(Error::Api)?;
                 Ok(Pins::parse(&data, &binary))
             })
             .await

@@ -66,7 +66,15 @@ pub async fn plan(
     let mut seen: HashSet<String> = HashSet::from([cluster_ifname.to_string()]);
     let mut checked = Vec::with_capacity(decided.len());
     for (i, a) in decided.into_iter().enumerate() {
-        let network = format!("{}/{}", a.network.namespace, a.network.name);
+        // Validated as Kubernetes names before anything is built from them: a guest's text
+        // never becomes an API path of its choosing.
+        let at = k8s::ObjectRef::new(&a.network.namespace, &a.network.name).map_err(|e| {
+            Error::Guest(guest.invalid(format!(
+                "network reference {:?}: {e}",
+                crate::guest::clamp(&format!("{}/{}", a.network.namespace, a.network.name))
+            )))
+        })?;
+        let network = at.to_string();
         let ifname = a
             .interface
             .clone()
@@ -80,11 +88,6 @@ pub async fn plan(
             return Err(Error::Guest(guest.invalid(format!(
                 "interface {ifname:?} is used twice (network {network})"
             ))));
-        }
-        if a.network.namespace.is_empty() || a.network.name.is_empty() {
-            return Err(Error::Guest(
-                guest.invalid(format!("network reference {network:?} is incomplete")),
-            ));
         }
         if let Isolation::Namespaces(global) = isolation
             && a.network.namespace != pod_namespace

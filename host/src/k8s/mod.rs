@@ -4,6 +4,7 @@
 //! errors say which object and whether trying again can help.
 
 mod crd;
+mod names;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,6 +15,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client as KubeClient, Config};
+
+pub use names::{InvalidName, ObjectRef};
 
 pub use crd::{
     IPPool, IPPoolSpec, IpAllocation, NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec,
