@@ -1,8 +1,10 @@
 //! Links, addresses and routes: ipvlan/macvlan created straight into the pod's namespace.
 //!
-//! Links are created with IFLA_NET_NS_FD, so the kernel makes them inside the pod's namespace
-//! under their final name: no temporary name on the node, no rename, and nothing left on the
-//! node if we die between two steps.
+//! Links are created with IFLA_NET_NS_FD, so the kernel makes them inside the pod's namespace:
+//! nothing is left on the node if we die between two steps. They get their final name at once,
+//! except on kernels that check the name against the node's links first (Debian's 6.1: a pod's
+//! `eth0` clashes with the node's) — there, on EEXIST, the link is made under a temporary name
+//! unique on the node and renamed inside the pod ([`create`]).
 
 use std::net::IpAddr;
 
@@ -357,33 +359,48 @@ pub async fn create(
         // Some kernels (Debian bookworm's 6.1) check the new name against the node's links
         // before moving the link into the pod, so a pod's `eth0` clashes with the node's. Then
         // the link is made under a name unique on the node and renamed inside the pod.
-        Err(e) if is_errno(&e, EEXIST) => {
-            let tmp = temp_name(ifname);
-            host.link()
-                .add(message(&tmp))
-                .execute()
-                .await
-                .map_err(failed)?;
-            let inside = ns.handle()?;
-            let renamed = async {
-                let (index, _) = find(&inside, &tmp)
-                    .await?
-                    .ok_or(rtnetlink::Error::RequestFailed)?;
-                inside
-                    .link()
-                    .set(LinkUnspec::new_with_index(index).name(ifname).build())
-                    .execute()
-                    .await
-            }
-            .await;
-            if let Err(source) = renamed {
-                let _ = delete(&inside, &tmp).await;
-                return Err(failed(source));
-            }
-            Ok(())
-        }
+        Err(e) if is_errno(&e, EEXIST) => create_renamed(host, ns, ifname, message, failed).await,
         Err(e) => Err(failed(e)),
     }
+}
+
+/// Create the link `message` describes under a temporary name, then rename it to `ifname`
+/// inside the pod. If the rename fails, the temporary link is deleted: nothing is left under
+/// a name DEL would not look for.
+async fn create_renamed(
+    host: &Handle,
+    ns: &Netns,
+    ifname: &str,
+    message: impl Fn(&str) -> LinkMessage,
+    failed: impl Fn(rtnetlink::Error) -> Error,
+) -> Result<(), Error> {
+    let tmp = temp_name(ifname);
+    host.link()
+        .add(message(&tmp))
+        .execute()
+        .await
+        .map_err(&failed)?;
+    let inside = ns.handle()?;
+    let renamed = async {
+        let (index, _) = find(&inside, &tmp)
+            .await?
+            .ok_or(rtnetlink::Error::RequestFailed)?;
+        inside
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .name(ifname.to_string())
+                    .build(),
+            )
+            .execute()
+            .await
+    }
+    .await;
+    if let Err(source) = renamed {
+        let _ = delete(&inside, &tmp).await;
+        return Err(failed(source));
+    }
+    Ok(())
 }
 
 const EEXIST: i32 = 17;
@@ -505,5 +522,214 @@ pub async fn delete(h: &Handle, ifname: &str) -> Result<(), Error> {
         Ok(()) => Ok(()),
         Err(e) if is_errno(&e, libc_enodev()) => Ok(()),
         Err(e) => Err(err("deleting the link")(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Links made and removed for real, in private network namespaces (`unshare(CLONE_NEWNET)`
+    //! on a thread of the test): the machine's own namespace is never touched. Root only, as CI
+    //! runs; without root they fail saying so, they are never skipped.
+
+    use std::fs::File;
+    use std::os::fd::AsRawFd;
+
+    use nix::sched::{CloneFlags, setns, unshare};
+    use rtnetlink::LinkVeth;
+
+    use super::*;
+
+    /// A new, empty network namespace, held open by the returned file.
+    fn private_netns() -> File {
+        std::thread::spawn(|| {
+            unshare(CloneFlags::CLONE_NEWNET)
+                .expect("unshare(CLONE_NEWNET) failed: the netlink tests need root");
+            File::open("/proc/thread-self/ns/net").expect("opening the new namespace")
+        })
+        .join()
+        .expect("netns thread")
+    }
+
+    fn netns_of(f: &File) -> Netns {
+        Netns::open(std::path::Path::new(&format!(
+            "/proc/self/fd/{}",
+            f.as_raw_fd()
+        )))
+        .expect("reopening a private namespace")
+    }
+
+    /// Run `body` on a thread inside a fresh "node" namespace that has a veth `m0` (up) as the
+    /// master, with a fresh "pod" namespace; both vanish with the test.
+    fn on_node<F, Fut>(body: F)
+    where
+        F: FnOnce(Netns) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let node = private_netns();
+        let pod = private_netns();
+        std::thread::spawn(move || {
+            setns(&node, CloneFlags::CLONE_NEWNET).expect("entering the node namespace");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let host = crate::netns::host_handle().unwrap();
+                host.link()
+                    .add(LinkVeth::new("m0", "m0peer").build())
+                    .execute()
+                    .await
+                    .expect("creating the veth master");
+                let (m0, _) = find(&host, "m0").await.unwrap().unwrap();
+                host.link()
+                    .set(LinkUnspec::new_with_index(m0).up().build())
+                    .execute()
+                    .await
+                    .unwrap();
+                body(netns_of(&pod)).await;
+            });
+        })
+        .join()
+        .expect("the test body panicked");
+    }
+
+    const MACVLAN: LinkKind = LinkKind::Macvlan(MacVlanMode::Bridge);
+
+    #[test]
+    fn a_link_is_made_inside_the_pod_configured_and_deleted_idempotently() {
+        on_node(|pod| async move {
+            let host = crate::netns::host_handle().unwrap();
+            create(&host, MACVLAN, "m0", Some(1400), None, "net1", &pod)
+                .await
+                .unwrap();
+            assert!(
+                find(&host, "net1").await.unwrap().is_none(),
+                "not on the node"
+            );
+            let inside = pod.handle().unwrap();
+            let addr: IpNetwork = "10.9.0.5/24".parse().unwrap();
+            let route = Route {
+                dst: "10.77.0.0/16".parse().unwrap(),
+                gw: None,
+            };
+            let gw: IpAddr = "10.9.0.1".parse().unwrap();
+            let mac = configure(&inside, "net1", &[addr], &[route], &[], &[gw])
+                .await
+                .unwrap();
+            let st = inspect(&inside, "net1").await.unwrap().unwrap();
+            let (m0, _) = find(&host, "m0").await.unwrap().unwrap();
+            assert_eq!(st.kind, Some(MACVLAN));
+            assert_eq!(st.parent, Some(m0));
+            assert_eq!(st.mtu, Some(1400));
+            assert_eq!(st.mac, mac);
+            assert!(st.up && st.addrs.contains(&addr), "{st:?}");
+            let rs = routes(&inside, st.index).await.unwrap();
+            assert!(
+                rs.contains(&("10.77.0.0/16".parse().unwrap(), Some(gw))),
+                "{rs:?}"
+            );
+
+            delete(&inside, "net1").await.unwrap();
+            assert!(inspect(&inside, "net1").await.unwrap().is_none());
+            delete(&inside, "net1").await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_missing_master_and_a_too_large_mtu_are_refused_before_the_kernel_is_asked() {
+        on_node(|pod| async move {
+            let host = crate::netns::host_handle().unwrap();
+            let e = create(&host, MACVLAN, "nope0", None, None, "net1", &pod)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, Error::MasterMissing { .. }), "{e}");
+            let e = create(&host, MACVLAN, "m0", Some(65_000), None, "net1", &pod)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, Error::Mtu { .. }), "{e}");
+            assert!(
+                inspect(&pod.handle().unwrap(), "net1")
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        });
+    }
+
+    /// Every link name in `h`'s namespace.
+    async fn names(h: &Handle) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut links = h.link().get().execute();
+        while let Some(msg) = links.try_next().await.unwrap() {
+            for a in msg.attributes {
+                if let LinkAttribute::IfName(n) = a {
+                    out.push(n);
+                }
+            }
+        }
+        out
+    }
+
+    fn macvlan_into(pod: &Netns, master: u32) -> impl Fn(&str) -> LinkMessage + '_ {
+        move |name: &str| {
+            LinkMacVlan::new(name, master, MacVlanMode::Bridge)
+                .setns_by_fd(pod.raw_fd())
+                .build()
+        }
+    }
+
+    #[test]
+    fn the_temporary_name_path_leaves_the_final_name_in_the_pod_and_nothing_else() {
+        on_node(|pod| async move {
+            let host = crate::netns::host_handle().unwrap();
+            let (m0, _) = find(&host, "m0").await.unwrap().unwrap();
+            let failed = |e| Error::LinkCreate {
+                kind: "macvlan",
+                ifname: "eth0".into(),
+                master: "m0".into(),
+                source: Box::new(e),
+            };
+            create_renamed(&host, &pod, "eth0", macvlan_into(&pod, m0), failed)
+                .await
+                .unwrap();
+            let inside = pod.handle().unwrap();
+            let in_pod = names(&inside).await;
+            assert!(in_pod.contains(&"eth0".to_string()), "{in_pod:?}");
+            let temp = |n: &&String| n.starts_with("wc");
+            assert!(!in_pod.iter().any(|n| temp(&n)), "{in_pod:?}");
+            assert!(!names(&host).await.iter().any(|n| temp(&n)));
+
+            // The pod already has an eth0: the rename fails, and the temporary link goes.
+            let e = create_renamed(&host, &pod, "eth0", macvlan_into(&pod, m0), failed)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, Error::LinkCreate { .. }), "{e}");
+            let in_pod = names(&inside).await;
+            assert_eq!(
+                in_pod.iter().filter(|n| n.starts_with("wc")).count(),
+                0,
+                "{in_pod:?}"
+            );
+            assert_eq!(in_pod.iter().filter(|n| *n == "eth0").count(), 1);
+        });
+    }
+
+    #[test]
+    fn a_pod_link_named_like_a_node_link_is_created_on_any_kernel() {
+        on_node(|pod| async move {
+            let host = crate::netns::host_handle().unwrap();
+            // The node's own "eth0" (this kernel may or may not check the name on the node).
+            host.link()
+                .add(LinkVeth::new("eth0", "eth0peer").build())
+                .execute()
+                .await
+                .unwrap();
+            create(&host, MACVLAN, "m0", None, None, "eth0", &pod)
+                .await
+                .unwrap();
+            let inside = pod.handle().unwrap();
+            assert!(find(&inside, "eth0").await.unwrap().is_some());
+            assert!(!names(&inside).await.iter().any(|n| n.starts_with("wc")));
+        });
     }
 }
