@@ -12,12 +12,7 @@ use wasmcni::guest::{
 use wasmcni::ipam::{PoolView, Range};
 use wasmcni::k8s::IpAllocation;
 
-const HOSTILE_IPAM: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/guests/test/hostile-ipam.wasm"));
-const HOSTILE_DELEGATION: &[u8] = include_bytes!(concat!(
-    env!("OUT_DIR"),
-    "/guests/test/hostile-delegation.wasm"
-));
+use wasmcni_test_guests::{HOSTILE_DELEGATION, HOSTILE_IPAM};
 
 struct Fixture {
     _dir: tempfile::TempDir,
