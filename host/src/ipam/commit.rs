@@ -477,6 +477,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_gateway_is_never_committed_whoever_proposes_it() {
+        let store = FakeStore::default();
+        let c = IpamConf::parse(&serde_json::json!({
+            "type": "whereabouts", "range": "10.0.0.0/24", "gateway": "10.0.0.1"}))
+        .unwrap();
+        // lowest-free skips it,
+        assert_eq!(
+            add(&store, &c, "a").await.unwrap().address.to_string(),
+            "10.0.0.2/24"
+        );
+        // a policy proposing it is refused,
+        let e = allocate(&store, &c, "ns", &owner("b"), Choice::Proposed(&Fixed(1)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidProposal { why, .. } if why.contains("10.0.0.1")),
+            "{e}"
+        );
+        // and so is a pod asking for it.
+        let gw: IpAddr = "10.0.0.1".parse().unwrap();
+        let e = allocate(
+            &store,
+            &c,
+            "ns",
+            &owner("c"),
+            Choice::<LowestFree>::Requested(gw),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, Error::Unavailable { .. }), "{e}");
+        assert!(store.entries("10.0.0.0-24").keys().all(|k| k != "1"));
+    }
+
+    #[tokio::test]
     async fn release_is_idempotent_and_retries_conflicts() {
         let store = FakeStore::default();
         let c = conf("10.0.0.0/24");

@@ -130,10 +130,16 @@ impl IpamConf {
         serde_json::from_value(v.clone()).map_err(|e| Error::Config { why: e.to_string() })
     }
 
-    /// The parsed range.
+    /// The parsed range, with the gateway never allocatable. (Whereabouts v0.9.2 hands out the
+    /// gateway unless `exclude` lists it — its `IterateForAssignment` skips only reservations and
+    /// exclusions; wasmcni never commits it, whoever proposes it.)
     pub fn range(&self) -> Result<Range, Error> {
-        Range::parse(&self.range, self.range_start, self.range_end, &self.exclude)
-            .map_err(|why| Error::Config { why })
+        let r = Range::parse(&self.range, self.range_start, self.range_end, &self.exclude)
+            .map_err(|why| Error::Config { why })?;
+        Ok(match self.gateway {
+            Some(gw) => r.reserving(gw),
+            None => r,
+        })
     }
 
     /// The guest that picks addresses.

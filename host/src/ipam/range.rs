@@ -4,12 +4,18 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnetwork::IpNetwork;
 
+/// The most `exclude` entries a range may have. A tenant's NAD must not be able to make the
+/// host do unbounded work (an outside run gave one 16,383); a range with more is refused.
+pub const MAX_EXCLUDES: usize = 4096;
+
 /// A range: its network, the allocatable offsets within it and its exclusions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Range {
     net: IpNetwork,
     first: u64,
     last: u64,
+    /// Excluded offsets as disjoint, sorted, non-adjacent inclusive intervals: a lookup is a
+    /// binary search, whatever the config's overlaps.
     exclude: Vec<(u64, u64)>,
 }
 
@@ -59,6 +65,20 @@ impl Range {
         }
         let net =
             IpNetwork::new(parsed.network(), parsed.prefix()).expect("prefix already validated");
+        if net.prefix() == 0 {
+            return Err(format!(
+                "range {range:?} covers every address; give the network the pods are on"
+            ));
+        }
+        let special = match net.network() {
+            IpAddr::V4(a) => a.is_loopback() || a.is_multicast() || a.octets()[0] == 0,
+            IpAddr::V6(a) => a.is_loopback() || a.is_multicast() || a.is_unspecified(),
+        };
+        if special {
+            return Err(format!(
+                "range {range:?} is a loopback, multicast or unspecified network, not one pods can use"
+            ));
+        }
         let host_bits = u32::from(if net.is_ipv4() { 32u8 } else { 128 }) - u32::from(net.prefix());
         if host_bits > 64 {
             return Err(format!(
@@ -97,6 +117,12 @@ impl Range {
         if first > last {
             return Err(format!("range {range:?}: range_start is after range_end"));
         }
+        if exclude.len() > MAX_EXCLUDES {
+            return Err(format!(
+                "exclude has {} entries; at most {MAX_EXCLUDES} are accepted (use wider CIDRs)",
+                exclude.len()
+            ));
+        }
         let mut excl = Vec::new();
         for x in exclude {
             let x: IpNetwork = x
@@ -114,13 +140,24 @@ impl Range {
                 excl.push(((lo - base) as u64, (hi - base) as u64));
             }
         }
-        excl.sort_unstable();
         Ok(Range {
             net,
             first,
             last,
-            exclude: excl,
+            exclude: merged(excl),
         })
+    }
+
+    /// The same range with `ip` never allocatable (the gateway): a one-address exclusion.
+    /// An address outside the network changes nothing.
+    pub fn reserving(mut self, ip: IpAddr) -> Self {
+        if ip.is_ipv4() == self.net.is_ipv4()
+            && let Some(o) = self.offset_of(ip)
+        {
+            self.exclude.push((o, o));
+            self.exclude = merged(std::mem::take(&mut self.exclude));
+        }
+        self
     }
 
     /// The network in CIDR notation.
@@ -144,13 +181,11 @@ impl Range {
         (self.first..=self.last).contains(&offset) && self.exclusion_end(offset).is_none()
     }
 
-    /// If `offset` is excluded, the last offset of its exclusion.
+    /// If `offset` is excluded, the last offset of its exclusion (a binary search).
     pub fn exclusion_end(&self, offset: u64) -> Option<u64> {
-        self.exclude
-            .iter()
-            .filter(|(lo, hi)| (*lo..=*hi).contains(&offset))
-            .map(|(_, hi)| *hi)
-            .max()
+        let i = self.exclude.partition_point(|(lo, _)| *lo <= offset);
+        let (_, hi) = *self.exclude.get(i.checked_sub(1)?)?;
+        (offset <= hi).then_some(hi)
     }
 
     /// The first and last allocatable offsets.
@@ -175,6 +210,19 @@ impl Range {
         };
         IpNetwork::new(ip, self.net.prefix()).expect("prefix of a valid network")
     }
+}
+
+/// `intervals` sorted and merged: overlapping or adjacent ones become one.
+fn merged(mut intervals: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    intervals.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(intervals.len());
+    for (lo, hi) in intervals {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -224,7 +272,64 @@ mod tests {
     }
 
     #[test]
+    fn overlapping_exclusions_are_merged_and_found_by_search() {
+        let r = Range::parse(
+            "10.0.0.0/24",
+            None,
+            None,
+            &[
+                "10.0.0.8/29".into(),
+                "10.0.0.10/32".into(),
+                "10.0.0.16/30".into(),
+                "10.0.0.100/32".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(r.exclude, vec![(8, 19), (100, 100)]);
+        assert_eq!(r.exclusion_end(7), None);
+        assert_eq!(r.exclusion_end(8), Some(19));
+        assert_eq!(r.exclusion_end(12), Some(19));
+        assert_eq!(r.exclusion_end(20), None);
+        assert_eq!(r.exclusion_end(100), Some(100));
+        assert_eq!(r.exclusion_end(101), None);
+    }
+
+    #[test]
+    fn a_tenant_cannot_make_the_host_walk_a_huge_exclude_list() {
+        let many: Vec<String> = (0..=MAX_EXCLUDES)
+            .map(|i| format!("10.{}.{}.1/32", i / 256, i % 256))
+            .collect();
+        let e = Range::parse("10.0.0.0/8", None, None, &many).unwrap_err();
+        assert!(e.contains("exclude has 4097 entries"), "{e}");
+        // The most accepted, all of a /16's .1 addresses: found by search, merged where adjacent.
+        let ok = Range::parse("10.0.0.0/8", None, None, &many[..MAX_EXCLUDES]).unwrap();
+        assert_eq!(ok.exclusion_end(1), Some(1));
+        assert_eq!(ok.exclusion_end(2), None);
+    }
+
+    #[test]
+    fn the_gateway_is_reserved() {
+        let r = Range::parse("10.0.0.0/24", None, None, &[])
+            .unwrap()
+            .reserving("10.0.0.1".parse().unwrap())
+            .reserving("10.9.9.9".parse().unwrap());
+        assert!(!r.allocatable(1) && r.allocatable(2));
+        assert_eq!(r.exclude, vec![(1, 1)]);
+    }
+
+    #[test]
     fn bad_ranges_say_why() {
+        for bad in [
+            "0.0.0.0/0",
+            "::/0",
+            "127.0.0.0/8",
+            "224.0.0.0/24",
+            "ff02::/64",
+            "0.0.0.0/24",
+        ] {
+            let e = Range::parse(bad, None, None, &[]).unwrap_err();
+            assert!(e.contains(bad), "{e}");
+        }
         for bad in ["172.16.1.0", "172.16.1.0/33", "nope/24", "10.0.0.0/32"] {
             let e = Range::parse(bad, None, None, &[]).unwrap_err();
             assert!(e.contains(bad), "{e}");
