@@ -7,6 +7,7 @@ pub mod cmd;
 pub mod cni;
 pub mod config;
 pub mod delegate;
+pub mod files;
 pub mod guest;
 pub mod ipam;
 pub mod k8s;

@@ -54,7 +54,17 @@ fn run(env: &[(&str, String)], stdin: &[u8]) -> (i32, Value, String) {
         .unwrap();
     // A plugin may answer before reading all of a huge stdin; a broken pipe is fine.
     let _ = child.stdin.take().unwrap().write_all(stdin);
+    // A call that hangs (a FIFO opened for reading) is a failure, not a stuck suite.
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if rx.recv_timeout(std::time::Duration::from_secs(30)).is_err() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    });
     let out = child.wait_with_output().unwrap();
+    let _ = tx.send(());
+    let _ = watchdog.join();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
     (out.status.code().unwrap_or(-1), json, stdout)
@@ -64,9 +74,14 @@ fn run(env: &[(&str, String)], stdin: &[u8]) -> (i32, Value, String) {
 fn thirty_bad_inputs_get_the_right_code_and_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = |p: &str| dir.path().join(p).display().to_string();
-    // A real network namespace is not needed: an existing file stands in where the path must
-    // exist, and nothing gets as far as entering it.
-    std::fs::write(d("netns"), b"").unwrap();
+    // CNI_NETNS: the test's own network namespace (opening it is harmless: no case gets as far
+    // as entering it). Where a file must be one, a FIFO stands in to prove nothing blocks on it.
+    std::fs::write(d("plain-file"), b"").unwrap();
+    nix::unistd::mkfifo(
+        Path::new(&d("fifo")),
+        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+    )
+    .unwrap();
     std::fs::write(
         d("kubeconfig"),
         b"apiVersion: v1\nkind: Config\nclusters: []\n",
@@ -100,7 +115,7 @@ fn thirty_bad_inputs_get_the_right_code_and_leave_nothing() {
         serde_json::to_vec(&c).unwrap()
     };
     let good = serde_json::to_vec(&conf).unwrap();
-    let env = base_env(&d("netns"));
+    let env = base_env("/proc/self/ns/net");
     let case = |name, env: Vec<(&'static str, String)>, stdin: Vec<u8>, code, mentions| Case {
         name,
         env,
@@ -222,6 +237,34 @@ fn thirty_bad_inputs_get_the_right_code_and_leave_nothing() {
             good.clone(),
             3,
             "wasmcni-no-such-ns",
+        ),
+        case(
+            "CNI_NETNS a FIFO (answered at once, not blocked on)",
+            with(env.clone(), "CNI_NETNS", Some(&d("fifo"))),
+            good.clone(),
+            4,
+            "is not a network namespace",
+        ),
+        case(
+            "CNI_NETNS a plain file",
+            with(env.clone(), "CNI_NETNS", Some(&d("plain-file"))),
+            good.clone(),
+            4,
+            "is not a network namespace",
+        ),
+        case(
+            "clusterNetwork a FIFO",
+            env.clone(),
+            set("clusterNetwork", json!(d("fifo"))),
+            7,
+            "not a regular file (a FIFO)",
+        ),
+        case(
+            "kubeconfig a FIFO",
+            env.clone(),
+            set("kubeconfig", json!(d("fifo"))),
+            7,
+            "not a regular file (a FIFO)",
         ),
         case(
             "CNI_ARGS not KEY=VALUE",

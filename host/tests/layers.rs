@@ -9,6 +9,7 @@ use std::path::Path;
 const LAYERS: &[(&str, u32)] = &[
     ("cni", 0),
     ("logging", 0),
+    ("files", 0),
     ("netns", 1),
     ("k8s", 1),
     ("config", 1),

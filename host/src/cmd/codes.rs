@@ -110,6 +110,7 @@ impl From<netns::Error> for Error {
     fn from(e: netns::Error) -> Self {
         let code = match &e {
             netns::Error::NetnsGone { .. } => Code::UnknownContainer,
+            netns::Error::NotANetns { .. } => Code::InvalidEnv,
             netns::Error::Sysctl { .. } | netns::Error::Socket { .. } => Code::Netlink,
         };
         with_chain(code, &e)

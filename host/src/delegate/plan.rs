@@ -30,7 +30,7 @@ pub fn cluster_network(path: &Path) -> Result<NetConfList, Error> {
         path: path.to_path_buf(),
         why,
     };
-    let text = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let text = crate::files::read_regular(path, cni::MAX_STDIN as u64).map_err(|e| bad(e.to_string()))?;
     let v: Value = serde_json::from_slice(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
     NetConfList::parse(&v).map_err(bad)
 }

@@ -57,6 +57,9 @@ pub fn builtin(name: &str) -> Option<&'static [u8]> {
     BUILTIN.iter().find(|b| b.name == name).map(|b| b.bytes)
 }
 
+/// The largest guest module read from the node (componentize-py's Python guests are ~18 MB).
+const MAX_MODULE: u64 = 64 << 20;
+
 /// Hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -97,8 +100,8 @@ pub(super) fn load(
                 "a guest loaded from a node path must be pinned with \"sha256\"".into(),
             ));
         }
-        std::fs::read(&r.guest)
-            .map_err(|e| not_found(format!("cannot read {}: {e}", r.guest)))?
+        crate::files::read_regular(Path::new(&r.guest), MAX_MODULE)
+            .map_err(|e| not_found(format!("{}: {e}", r.guest)))?
             .into()
     } else {
         match pins.get(&r.guest) {
@@ -106,10 +109,10 @@ pub(super) fn load(
                 pinned = Some(sha256);
                 match module {
                     Module::Inline(b) => b.clone().into(),
-                    Module::Path(p) => std::fs::read(p)
+                    Module::Path(p) => crate::files::read_regular(p, MAX_MODULE)
                         .map_err(|e| {
                             not_found(format!(
-                                "pinned at {}, which cannot be read: {e}",
+                                "pinned at {}, which cannot be used: {e}",
                                 p.display()
                             ))
                         })?

@@ -132,6 +132,14 @@ impl Client {
             path: path.to_path_buf(),
             source,
         };
+        // Checked first: a FIFO (or a device) where the kubeconfig should be would block the
+        // read below forever; kube then reads it (and resolves the paths inside it).
+        crate::files::check_regular(path).map_err(|e| {
+            bad(kube::config::KubeconfigError::ReadConfig(
+                std::io::Error::other(e.to_string()),
+                path.to_path_buf(),
+            ))
+        })?;
         let kc = Kubeconfig::read_from(path).map_err(bad)?;
         let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
             .await

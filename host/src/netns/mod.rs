@@ -32,6 +32,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The path exists but is not a network namespace (a FIFO, a plain file, another kind of
+    /// namespace). Not retryable: the runtime passed a wrong CNI_NETNS.
+    #[error("{path} is not a network namespace: {why}")]
+    NotANetns {
+        /// Its path.
+        path: PathBuf,
+        /// What it is instead.
+        why: String,
+    },
     /// A netlink socket (or the thread that opens it) could not be made.
     #[error("opening a netlink socket")]
     Socket {
@@ -50,11 +59,38 @@ pub struct Netns {
 
 impl Netns {
     /// Open the namespace at `path` (a bind mount like /var/run/netns/X or /proc/PID/ns/net).
+    ///
+    /// The open never blocks (a FIFO at the path opens at once with O_NONBLOCK) and the opened
+    /// file must be on nsfs, the namespace filesystem, and a network namespace.
     pub fn open(path: &Path) -> Result<Self, Error> {
-        let file = File::open(path).map_err(|source| Error::NetnsGone {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|source| Error::NetnsGone {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let not = |why: String| Error::NotANetns {
             path: path.to_path_buf(),
-            source,
-        })?;
+            why,
+        };
+        // NSFS_MAGIC (linux/magic.h): what /proc/PID/ns/net and its bind mounts live on.
+        const NSFS_MAGIC: i64 = 0x6e73_6673;
+        let fs = nix::sys::statfs::fstatfs(&file).map_err(|e| not(e.to_string()))?;
+        if fs.filesystem_type().0 as i64 != NSFS_MAGIC {
+            let kind = file
+                .metadata()
+                .map(|m| {
+                    use std::os::unix::fs::FileTypeExt;
+                    let t = m.file_type();
+                    if t.is_fifo() { "a FIFO" } else if t.is_dir() { "a directory" } else { "a plain file" }
+                })
+                .unwrap_or("unreadable");
+            return Err(not(format!("it is {kind}, not a namespace file")));
+        }
+        // NS_GET_NSTYPE would tell the kind; setns(CLONE_NEWNET) refuses any other kind anyway.
         Ok(Netns {
             path: path.to_path_buf(),
             file,
