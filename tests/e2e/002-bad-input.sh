@@ -10,7 +10,7 @@ new_netns wcni-bad
 write_wasmcni_conf 1.0.0
 apply_seed_nad bad-good macvlan eth1 172.16.9.0/24
 make_pod bad-pod "default/bad-good"
-defer "kc delete pod bad-pod bad-nad bad-policy bad-range bad-master bad-mode bad-mac bad-dup --wait=false"
+defer "kc delete pod bad-pod bad-nad bad-policy bad-range bad-version bad-ips bad-lo bad-zero bad-master bad-mode bad-mac bad-dup --wait=false"
 POOL=172.16.9.0-24
 CID=bad-container-1
 
@@ -48,6 +48,14 @@ expect_nothing_left() {
     if [[ -z $left ]]; then pass "$1: nothing left behind"; else fail "$1: nothing left behind" "left:$left"; fi
 }
 
+# cluster_mark: what the cluster network's IPAM last handed out; unchanged across a call means the
+# call never attached the cluster network (everything local was checked before the first side
+# effect, so there was nothing to roll back).
+cluster_mark() { cat "$WORK/host-local/cbr0/last_reserved_ip.0" 2>/dev/null || echo none; }
+expect_cluster_untouched() {
+    check_eq "$1: refused before the cluster network was attached" "$2" "$(cluster_mark)"
+}
+
 direct '{"cniVersion":"1.0.0", "name": ' "${ADD_ENV[@]}" "$(args bad-pod)"
 expect_error "malformed stdin JSON" 6 "not JSON" 1.1.0
 expect_nothing_left "malformed stdin JSON"
@@ -81,9 +89,35 @@ expect_nothing_left "missing IPAM guest (rolled back)"
 
 apply_nad bad-range '{"cniVersion":"0.3.1","type":"macvlan","master":"eth1","ipam":{"type":"whereabouts","range":"172.16.9.0"}}'
 make_pod bad-range "bad-range"
+mark=$(cluster_mark)
 direct "$CONF" "${ADD_ENV[@]}" "$(args bad-range)"
 expect_error "range not a CIDR" 7 "is not a CIDR"
-expect_nothing_left "range not a CIDR (rolled back)"
+expect_cluster_untouched "range not a CIDR" "$mark"
+expect_nothing_left "range not a CIDR"
+
+apply_nad bad-version '{"cniVersion":"9.9.9","type":"macvlan","master":"eth1","ipam":{"type":"whereabouts","range":"172.16.9.0/24"}}'
+make_pod bad-version "bad-version"
+mark=$(cluster_mark)
+direct "$CONF" "${ADD_ENV[@]}" "$(args bad-version)"
+expect_error "a NAD of an unknown cniVersion" 7 'cniVersion "9.9.9" is not a CNI version'
+expect_cluster_untouched "a NAD of an unknown cniVersion" "$mark"
+expect_nothing_left "a NAD of an unknown cniVersion"
+
+make_pod bad-ips '[{"name":"bad-good","ips":["172.16.9.300"]}]'
+direct "$CONF" "${ADD_ENV[@]}" "$(args bad-ips)"
+expect_error "a requested address that is not one" 7 'ips: "172.16.9.300" is not an IP address'
+expect_nothing_left "a requested address that is not one"
+
+make_pod bad-lo '[{"name":"bad-good","interface":"lo"}]'
+direct "$CONF" "${ADD_ENV[@]}" "$(args bad-lo)"
+expect_error "interface lo" 101 'is reserved in every network namespace'
+expect_nothing_left "interface lo"
+
+apply_nad bad-zero '{"cniVersion":"1.0.0","type":"macvlan","master":"eth1","ipam":{"type":"whereabouts","range":"0.0.0.0/0"}}'
+make_pod bad-zero "bad-zero"
+direct "$CONF" "${ADD_ENV[@]}" "$(args bad-zero)"
+expect_error "range 0.0.0.0/0" 7 "covers every address"
+expect_nothing_left "range 0.0.0.0/0"
 
 # The master is not on this node: the address taken first is given back, no link is left.
 apply_nad bad-master '{"cniVersion":"1.0.0","type":"macvlan","master":"nosuch0","ipam":{"type":"whereabouts","range":"172.16.9.0/24"}}'
@@ -94,15 +128,19 @@ expect_nothing_left "master interface missing (address released, rolled back)"
 
 apply_nad bad-mode '{"cniVersion":"1.0.0","type":"macvlan","master":"eth1","mode":"l2","ipam":{"type":"whereabouts","range":"172.16.9.0/24"}}'
 make_pod bad-mode "bad-mode"
+mark=$(cluster_mark)
 direct "$CONF" "${ADD_ENV[@]}" "$(args bad-mode)"
 expect_error "macvlan mode that does not exist" 7 'macvlan mode "l2" is not supported'
-expect_nothing_left "bad mode (rolled back)"
+expect_cluster_untouched "macvlan mode that does not exist" "$mark"
+expect_nothing_left "bad mode"
 
 apply_nad bad-mac '{"cniVersion":"1.0.0","type":"macvlan","master":"eth1","capabilities":{"mac":true},"ipam":{"type":"whereabouts","range":"172.16.9.0/24"}}'
 make_pod bad-mac '[{"name":"bad-mac","mac":"01:00:5e:00:00:01"}]'
+mark=$(cluster_mark)
 direct "$CONF" "${ADD_ENV[@]}" "$(args bad-mac)"
 expect_error "requested MAC is multicast" 7 "is a multicast address"
-expect_nothing_left "bad MAC (rolled back)"
+expect_cluster_untouched "requested MAC is multicast" "$mark"
+expect_nothing_left "bad MAC"
 
 make_pod bad-dup "bad-good@net1,bad-good@net1"
 direct "$CONF" "${ADD_ENV[@]}" "$(args bad-dup)"

@@ -75,7 +75,15 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
     } else {
         delegate::Isolation::Off
     };
-    let plan = delegate::plan(&kube, &decider, decided, &req.ifname, namespace, &isolation).await?;
+    let plan = delegate::plan(
+        &kube,
+        decider.name(),
+        decided,
+        &req.ifname,
+        namespace,
+        &isolation,
+    )
+    .await?;
 
     // 3. Written down before anything is created: DEL must find it even if we die next.
     let dir = call.conf.cni_dir.clone();
@@ -112,7 +120,7 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
                     Error::from(e).context(format!("network {} ({})", att.network, att.ifname))
                 })?;
             let mut entry = NetworkStatus::from_result(&att.network, &att.ifname, &result, false);
-            entry.note = call.note_for(&att.ifname);
+            entry.note = call.note_for(&att.ifname).or_else(|| att.note.clone());
             status.push(entry);
             record.results[i] = Some(result);
         }

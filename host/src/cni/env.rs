@@ -215,6 +215,12 @@ pub fn validate_ifname(name: &str) -> Result<(), String> {
     if name == "." || name == ".." {
         return Err("is not a valid name".into());
     }
+    // `lo` exists in every namespace; `all` and `default` are the names of the per-namespace
+    // sysctl directories (/proc/sys/net/ipv4/conf/{all,default}), which an interface's sysctls
+    // would then overwrite.
+    if matches!(name, "lo" | "all" | "default") {
+        return Err(format!("is reserved in every network namespace ({name:?})"));
+    }
     if let Some(c) = name
         .chars()
         .find(|c| *c == '/' || *c == ':' || c.is_whitespace())

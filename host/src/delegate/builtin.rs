@@ -126,6 +126,17 @@ fn parse(network: &str, conf: &Value) -> Result<Parsed, Error> {
     })
 }
 
+/// Check `conf` (a built-in plugin's config, with its capability arguments) as ADD will read
+/// it — keys, mode, master named, MAC, requested addresses, the in-process IPAM's range — without
+/// touching the kernel or the API.
+pub fn validate(network: &str, conf: &Value) -> Result<(), Error> {
+    let p = parse(network, conf)?;
+    if let Ipam::InProcess(ic) = &p.ipam {
+        ic.range()?;
+    }
+    Ok(())
+}
+
 /// The pod-side sysctls the reference plugins set when they configure addresses: gratuitous ARP / unsolicited NA when the
 /// link comes up or changes address (best effort, as theirs), and for IPv6 addresses IPv6
 /// enabled on the link and `lo` and addresses kept when the link goes down.

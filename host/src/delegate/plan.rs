@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::Error;
 use crate::cni;
 use crate::cni::types::NetConfList;
-use crate::guest::{Attachment, Loaded};
+use crate::guest::Attachment;
 use crate::k8s;
 
 /// One extra network to attach, resolved.
@@ -22,7 +22,16 @@ pub struct Planned {
     pub ifname: String,
     /// The network's plugin chain, with the pod's requests (ips, mac, cni-args) folded in.
     pub chain: NetConfList,
+    /// What the pod asked for that no plugin of the chain takes (an `ips` or `mac` request
+    /// without the capability), said in its network-status entry rather than dropped silently.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
+
+/// The versions libcni knows (`version.All` plus 1.1.0); a NAD naming another is refused.
+const KNOWN_VERSIONS: &[&str] = &[
+    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+];
 
 /// Read the cluster network's conf or conflist.
 pub fn cluster_network(path: &Path) -> Result<NetConfList, Error> {
@@ -30,7 +39,8 @@ pub fn cluster_network(path: &Path) -> Result<NetConfList, Error> {
         path: path.to_path_buf(),
         why,
     };
-    let text = crate::files::read_regular(path, cni::MAX_STDIN as u64).map_err(|e| bad(e.to_string()))?;
+    let text =
+        crate::files::read_regular(path, cni::MAX_STDIN as u64).map_err(|e| bad(e.to_string()))?;
     let v: Value = serde_json::from_slice(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
     NetConfList::parse(&v).map_err(bad)
 }
@@ -47,20 +57,25 @@ pub enum Isolation {
     Namespaces(Vec<String>),
 }
 
-/// Validate the guest's attachments and resolve each network through the API.
+/// Validate the answer of delegation guest `decider` and resolve each network through the API.
+/// Everything that can be checked locally is, before the first request: a bad answer costs no
+/// API round trip, and no name from it reaches an API path unvalidated.
 pub async fn plan(
     kube: &k8s::Client,
-    guest: &Loaded,
+    decider: &str,
     decided: Vec<Attachment>,
     cluster_ifname: &str,
     pod_namespace: &str,
     isolation: &Isolation,
 ) -> Result<Vec<Planned>, Error> {
     if decided.len() > MAX_ATTACHMENTS {
-        return Err(Error::Guest(guest.invalid(format!(
-            "{} attachments for one pod; at most {MAX_ATTACHMENTS} are accepted",
-            decided.len()
-        ))));
+        return Err(Error::Guest(invalid(
+            decider,
+            format!(
+                "{} attachments for one pod; at most {MAX_ATTACHMENTS} are accepted",
+                decided.len()
+            ),
+        )));
     }
     // Every answer is checked before the first API read: a bad plan costs nothing.
     let mut seen: HashSet<String> = HashSet::from([cluster_ifname.to_string()]);
@@ -69,10 +84,13 @@ pub async fn plan(
         // Validated as Kubernetes names before anything is built from them: a guest's text
         // never becomes an API path of its choosing.
         let at = k8s::ObjectRef::new(&a.network.namespace, &a.network.name).map_err(|e| {
-            Error::Guest(guest.invalid(format!(
-                "network reference {:?}: {e}",
-                crate::guest::clamp(&format!("{}/{}", a.network.namespace, a.network.name))
-            )))
+            Error::Guest(invalid(
+                decider,
+                format!(
+                    "network reference {:?}: {e}",
+                    crate::guest::clamp(&format!("{}/{}", a.network.namespace, a.network.name))
+                ),
+            ))
         })?;
         let network = at.to_string();
         let ifname = a
@@ -80,14 +98,16 @@ pub async fn plan(
             .clone()
             .unwrap_or_else(|| format!("net{}", i + 1));
         if let Err(why) = cni::validate_ifname(&ifname) {
-            return Err(Error::Guest(
-                guest.invalid(format!("interface {ifname:?} for {network} {why}")),
-            ));
+            return Err(Error::Guest(invalid(
+                decider,
+                format!("interface {ifname:?} for {network} {why}"),
+            )));
         }
         if !seen.insert(ifname.clone()) {
-            return Err(Error::Guest(guest.invalid(format!(
-                "interface {ifname:?} is used twice (network {network})"
-            ))));
+            return Err(Error::Guest(invalid(
+                decider,
+                format!("interface {ifname:?} is used twice (network {network})"),
+            )));
         }
         if let Isolation::Namespaces(global) = isolation
             && a.network.namespace != pod_namespace
@@ -114,22 +134,92 @@ pub async fn plan(
                 why,
             })
         })?;
-        fold_requests(&mut chain, &a).map_err(|why| Error::Config {
+        if !KNOWN_VERSIONS.contains(&chain.cni_version.as_str()) {
+            return Err(Error::Config {
+                network,
+                why: format!(
+                    "cniVersion {:?} is not a CNI version (known: {})",
+                    crate::guest::clamp(&chain.cni_version),
+                    KNOWN_VERSIONS.join(", ")
+                ),
+            });
+        }
+        let note = fold_requests(&mut chain, &a).map_err(|why| Error::Config {
             network: network.clone(),
             why,
         })?;
+        // Everything local about the chain is checked now, before the first side effect (the
+        // cluster network is attached only after the whole plan is known to be usable).
+        for i in 0..chain.plugins.len() {
+            if super::builtin::handles(chain.plugin_type(i)) {
+                super::builtin::validate(&network, &chain.plugin_conf(i, None))?;
+            }
+        }
         out.push(Planned {
             network,
             ifname,
             chain,
+            note,
         });
     }
     Ok(out)
 }
 
+fn invalid(decider: &str, why: String) -> crate::guest::Error {
+    crate::guest::Error::Invalid {
+        name: decider.into(),
+        why,
+    }
+}
+
 /// Pass the pod's per-network requests to the chain the way Multus does: `ips` and `mac` as
-/// capability arguments (to the plugins that declare them), `cni-args` as `args.cni`.
-fn fold_requests(chain: &mut NetConfList, a: &Attachment) -> Result<(), String> {
+/// capability arguments (to the plugins that declare them), `cni-args` as `args.cni`. Values
+/// that are not an address or a MAC are refused; a request no plugin declares a capability for
+/// is returned as a note (libcni and Multus drop it silently).
+fn fold_requests(chain: &mut NetConfList, a: &Attachment) -> Result<Option<String>, String> {
+    for ip in &a.ips {
+        let addr = ip.split_once('/').map_or(ip.as_str(), |(addr, _)| addr);
+        let prefix_ok = ip
+            .split_once('/')
+            .is_none_or(|(_, p)| p.parse::<u8>().is_ok());
+        if addr.parse::<std::net::IpAddr>().is_err() || !prefix_ok {
+            return Err(format!(
+                "ips: {ip:?} is not an IP address (or address/prefix)"
+            ));
+        }
+    }
+    if let Some(mac) = &a.mac {
+        let parts: Vec<&str> = mac.split(':').collect();
+        if parts.len() != 6
+            || !parts
+                .iter()
+                .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Err(format!(
+                "mac: {mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"
+            ));
+        }
+    }
+    let declares = |cap: &str| {
+        chain.plugins.iter().any(|p| {
+            p.get("capabilities")
+                .and_then(|c| c.get(cap))
+                .is_some_and(|v| v == &Value::Bool(true))
+        })
+    };
+    let mut unused = Vec::new();
+    if !a.ips.is_empty() && !declares("ips") {
+        unused.push("ips");
+    }
+    if a.mac.is_some() && !declares("mac") {
+        unused.push("mac");
+    }
+    let note = (!unused.is_empty()).then(|| {
+        format!(
+            "requested {} not applied: no plugin of this network declares the capability",
+            unused.join(" and ")
+        )
+    });
     let extra_args = match &a.cni_args {
         Some(text) => Some(
             serde_json::from_str::<Value>(text)
@@ -150,7 +240,7 @@ fn fold_requests(chain: &mut NetConfList, a: &Attachment) -> Result<(), String> 
             p.insert("args".into(), json!({ "cni": args }));
         }
     }
-    Ok(())
+    Ok(note)
 }
 
 /// Give each plugin of `chain` the capability arguments it declares, exactly as libcni's
@@ -177,6 +267,102 @@ pub fn inject_capabilities(chain: &mut NetConfList, args: &Map<String, Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guest::NetworkRef;
+
+    /// A client whose API server never answers (port 1 on loopback): a plan that reaches it
+    /// fails as unreachable, one refused earlier never asks.
+    async fn nowhere() -> (tempfile::TempDir, k8s::Client) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n",
+        )
+        .unwrap();
+        let c = k8s::Client::from_kubeconfig(&path).await.unwrap();
+        (dir, c)
+    }
+
+    fn asking(namespace: &str, name: &str, interface: Option<&str>) -> Attachment {
+        Attachment {
+            network: NetworkRef {
+                namespace: namespace.into(),
+                name: name.into(),
+            },
+            interface: interface.map(str::to_string),
+            ips: Vec::new(),
+            mac: None,
+            default_route: Vec::new(),
+            cni_args: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn names_and_interfaces_a_guest_gives_are_validated_before_any_request() {
+        let (_dir, kube) = nowhere().await;
+        let huge = "n".repeat(4 << 20);
+        for (a, mentions) in [
+            (
+                asking("default", "fnet?watch=true", None),
+                "not a valid Kubernetes name",
+            ),
+            (
+                asking("kube-system", "configmaps/x", None),
+                "not a valid Kubernetes name",
+            ),
+            (
+                asking("..", "etc", None),
+                "not a valid Kubernetes namespace",
+            ),
+            (asking("default", &huge, None), "longer than 253"),
+            (asking("", "net", None), "it is empty"),
+            (asking("default", "net", Some("lo")), "reserved"),
+            (asking("default", "net", Some("all")), "reserved"),
+        ] {
+            let e = plan(&kube, "g", vec![a], "eth0", "default", &Isolation::Off)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&e, Error::Guest(crate::guest::Error::Invalid { why, .. }) if why.contains(mentions)),
+                "want {mentions:?}: {e}"
+            );
+            assert!(e.to_string().len() < 2000, "the message stays short");
+        }
+        // A valid answer does reach the API (which is not there).
+        let e = plan(
+            &kube,
+            "g",
+            vec![asking("default", "net-a", None)],
+            "eth0",
+            "default",
+            &Isolation::Off,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(e, Error::Api(k8s::Error::Unreachable { .. })),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn requests_no_plugin_takes_are_noted_and_malformed_ones_refused() {
+        let chain = || {
+            NetConfList::parse(&json!({"cniVersion":"1.0.0","name":"n","plugins":[
+                {"type":"macvlan","master":"eth1"}]}))
+            .unwrap()
+        };
+        let mut a = asking("default", "n", None);
+        a.ips = vec!["10.0.0.5/24".into()];
+        a.mac = Some("02:00:00:00:00:01".into());
+        let note = fold_requests(&mut chain(), &a).unwrap().unwrap();
+        assert!(note.contains("ips and mac not applied"), "{note}");
+        a.ips = vec!["10.0.0.300".into()];
+        assert!(fold_requests(&mut chain(), &a).unwrap_err().contains("ips"));
+        a.ips.clear();
+        a.mac = Some("02:00:00:00:00".into());
+        assert!(fold_requests(&mut chain(), &a).unwrap_err().contains("mac"));
+    }
 
     #[test]
     fn capabilities_reach_only_the_plugins_that_declare_them() {

@@ -85,7 +85,13 @@ impl Netns {
                 .map(|m| {
                     use std::os::unix::fs::FileTypeExt;
                     let t = m.file_type();
-                    if t.is_fifo() { "a FIFO" } else if t.is_dir() { "a directory" } else { "a plain file" }
+                    if t.is_fifo() {
+                        "a FIFO"
+                    } else if t.is_dir() {
+                        "a directory"
+                    } else {
+                        "a plain file"
+                    }
                 })
                 .unwrap_or("unreadable");
             return Err(not(format!("it is {kind}, not a namespace file")));
