@@ -13,10 +13,13 @@ pub fn init() {
         .with_max_level(level)
         .with_ansi(false)
         .with_target(false);
+    // 0600: log lines name pods, networks and addresses of every tenant on the node.
     let file = std::env::var_os("WASMCNI_LOG_FILE").and_then(|p| {
+        use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(p)
             .ok()
     });

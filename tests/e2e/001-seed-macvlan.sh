@@ -69,3 +69,4 @@ check_eq "the IPPool is back as before" "$before" "$(pool_allocations $POOL | se
 check "a second DEL succeeds" cni del wcni-seed-a seed-a
 check_empty "the delegate cache is empty" "$(ls -A "$WORK/delegates")"
 check "host-local released the cluster addresses" bash -c "! ls '$WORK/host-local/cbr0' | grep -q '^10\.'"
+check_eq "the log file (it names every tenant's pods and addresses) is root-only" 600 "$(stat -c %a "$WORK/wasmcni.log")"
