@@ -73,6 +73,18 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The error of `step` on `ifname`, for `map_err` (one way to name a failed step).
+    pub fn step(step: String, ifname: &str) -> impl FnOnce(rtnetlink::Error) -> Error + use<> {
+        let ifname = ifname.to_string();
+        move |source| Error::Configure {
+            step,
+            ifname,
+            source: Box::new(source),
+        }
+    }
+}
+
 /// The kind of link a built-in plugin creates, with its mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkKind {
@@ -312,11 +324,7 @@ pub async fn create(
 ) -> Result<(), Error> {
     let m = inspect(host, master)
         .await
-        .map_err(|source| Error::Configure {
-            step: format!("looking up master {master}"),
-            ifname: ifname.into(),
-            source: Box::new(source),
-        })?
+        .map_err(Error::step(format!("looking up master {master}"), ifname))?
         .ok_or_else(|| Error::MasterMissing {
             master: master.into(),
         })?;
@@ -429,21 +437,11 @@ pub async fn configure(
     ext: &[RouteExt],
     gateways: &[IpAddr],
 ) -> Result<String, Error> {
-    let err = |step: String| {
-        move |source| Error::Configure {
-            step,
-            ifname: ifname.into(),
-            source: Box::new(source),
-        }
-    };
+    let err = |step: String| Error::step(step, ifname);
     let (index, mac) = find(h, ifname)
         .await
         .map_err(err("looking up the new link".into()))?
-        .ok_or_else(|| Error::Configure {
-            step: "looking up the new link".into(),
-            ifname: ifname.into(),
-            source: Box::new(rtnetlink::Error::RequestFailed),
-        })?;
+        .ok_or_else(|| err("looking up the new link".into())(rtnetlink::Error::RequestFailed))?;
     for a in addrs {
         h.address()
             .add(index, a.ip(), a.prefix())
@@ -466,11 +464,7 @@ pub async fn configure(
         });
         let mut b = RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(r.dst.network(), r.dst.prefix())
-            .map_err(|e| Error::Configure {
-                step: format!("route {}: {e}", r.dst),
-                ifname: ifname.into(),
-                source: Box::new(rtnetlink::Error::RequestFailed),
-            })?
+            .map_err(|e| err(format!("route {}: {e}", r.dst))(rtnetlink::Error::RequestFailed))?
             .output_interface(index)
             .protocol(RouteProtocol::Boot);
         if let Some(x) = ext.get(i) {
@@ -489,10 +483,8 @@ pub async fn configure(
             }
         }
         if let Some(g) = gw {
-            b = b.gateway(g).map_err(|e| Error::Configure {
-                step: format!("route {} via {g}: {e}", r.dst),
-                ifname: ifname.into(),
-                source: Box::new(rtnetlink::Error::RequestFailed),
+            b = b.gateway(g).map_err(|e| {
+                err(format!("route {} via {g}: {e}", r.dst))(rtnetlink::Error::RequestFailed)
             })?;
         }
         h.route()
@@ -507,14 +499,7 @@ pub async fn configure(
 
 /// Delete `ifname` in `h`'s namespace. A link that is already gone is success.
 pub async fn delete(h: &Handle, ifname: &str) -> Result<(), Error> {
-    let err = |step: &str| {
-        let step = step.to_string();
-        move |source| Error::Configure {
-            step,
-            ifname: ifname.into(),
-            source: Box::new(source),
-        }
-    };
+    let err = |step: &str| Error::step(step.to_string(), ifname);
     let Some((index, _)) = find(h, ifname).await.map_err(err("looking up the link"))? else {
         return Ok(());
     };

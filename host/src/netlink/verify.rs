@@ -43,14 +43,7 @@ pub async fn attachment(
     sandbox: &str,
     want: &Expected<'_>,
 ) -> Result<Result<(), Drift>, Error> {
-    let lookup = |step: &str| {
-        let step = step.to_string();
-        move |source| Error::Configure {
-            step,
-            ifname: ifname.into(),
-            source: Box::new(source),
-        }
-    };
+    let lookup = |step: &str| Error::step(step.to_string(), ifname);
     let drift = |what: String| Ok(Err(Drift(what)));
     let Some(link) = inspect(inside, ifname)
         .await
