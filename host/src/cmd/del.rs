@@ -60,7 +60,7 @@ pub(super) async fn del(
             }
             if let Some(kube) = &kube {
                 let owner = Owner {
-                    container_id: req.container_id.clone(),
+                    container_id: req.container_id.to_string(),
                     ifname: String::new(),
                     podref: call.podref(),
                 };

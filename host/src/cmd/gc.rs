@@ -48,9 +48,22 @@ pub(super) async fn gc(
                 annotations: Vec::new(),
             },
         };
+        // ADD validated both before writing the record; a record whose ID or interface no longer
+        // validates is damaged, and left for DEL to report rather than acted on here.
+        let (Ok(id), Ok(ifname)) = (
+            crate::cni::ContainerId::new(&rec.container_id),
+            crate::cni::IfName::new(&rec.ifname),
+        ) else {
+            tracing::warn!(
+                "GC: skipping a damaged delegate cache record ({:?}, {:?})",
+                rec.container_id,
+                rec.ifname
+            );
+            continue;
+        };
         let mut r = req.clone();
-        r.container_id = rec.container_id.clone();
-        r.ifname = rec.ifname.clone();
+        r.container_id = id;
+        r.ifname = ifname;
         r.netns = None;
         let call = call(node, &r, conf.clone(), pod, kube.clone());
         match undo(&call, &rec).await {

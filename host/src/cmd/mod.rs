@@ -187,7 +187,7 @@ fn call(
 ) -> Call {
     Call::new(
         node.clone(),
-        req.container_id.clone(),
+        req.container_id.to_string(),
         req.netns.clone(),
         req.args.clone(),
         req.path.clone(),

@@ -92,17 +92,80 @@ impl CniArgs {
     }
 }
 
+/// A container ID as the spec allows it (letters, digits, `_.-`, starting with a letter or
+/// digit), validated once where it enters: safe as a file name (the delegate cache) and as a
+/// value in the API.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct ContainerId(String);
+
+impl ContainerId {
+    /// `id`, if the spec allows it.
+    pub fn new(id: &str) -> Result<Self, Error> {
+        validate_container_id(id)?;
+        Ok(ContainerId(id.to_string()))
+    }
+
+    /// The ID.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for ContainerId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ContainerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An interface name the kernel (and a pod's sysctls) accept; see [`validate_ifname`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct IfName(String);
+
+impl IfName {
+    /// `name`, if it is a usable interface name.
+    pub fn new(name: &str) -> Result<Self, String> {
+        validate_ifname(name)?;
+        Ok(IfName(name.to_string()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for IfName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for IfName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// One CNI invocation's parameters, validated.
 #[derive(Debug, Clone)]
 pub struct Request {
     /// CNI_COMMAND.
     pub command: Command,
     /// CNI_CONTAINERID (empty for VERSION, STATUS, GC).
-    pub container_id: String,
+    pub container_id: ContainerId,
     /// CNI_NETNS; `None` when the runtime sent none (allowed for DEL).
     pub netns: Option<PathBuf>,
-    /// CNI_IFNAME: the cluster network's interface in the pod (usually `eth0`).
-    pub ifname: String,
+    /// CNI_IFNAME: the cluster network's interface in the pod (usually `eth0`; empty for
+    /// VERSION, STATUS, GC).
+    pub ifname: IfName,
     /// CNI_ARGS.
     pub args: CniArgs,
     /// CNI_PATH, split.
@@ -138,9 +201,9 @@ impl Request {
         let args = CniArgs::parse(get("CNI_ARGS").unwrap_or(""))?;
         let mut req = Request {
             command,
-            container_id: String::new(),
+            container_id: ContainerId::default(),
             netns: None,
-            ifname: String::new(),
+            ifname: IfName::default(),
             args,
             path,
         };
@@ -148,24 +211,19 @@ impl Request {
             return Ok(req);
         }
         let id = get("CNI_CONTAINERID").filter(|v| !v.is_empty());
-        req.container_id = id
-            .ok_or_else(|| missing("CNI_CONTAINERID", "the container's ID"))?
-            .to_string();
-        validate_container_id(&req.container_id)?;
-        let ifname = get("CNI_IFNAME").filter(|v| !v.is_empty());
-        req.ifname = ifname
-            .ok_or_else(|| {
-                missing(
-                    "CNI_IFNAME",
-                    "the interface name in the container, e.g. eth0",
-                )
-            })?
-            .to_string();
-        validate_ifname(&req.ifname).map_err(|why| {
+        req.container_id =
+            ContainerId::new(id.ok_or_else(|| missing("CNI_CONTAINERID", "the container's ID"))?)?;
+        let ifname = get("CNI_IFNAME").filter(|v| !v.is_empty()).ok_or_else(|| {
+            missing(
+                "CNI_IFNAME",
+                "the interface name in the container, e.g. eth0",
+            )
+        })?;
+        req.ifname = IfName::new(ifname).map_err(|why| {
             Error::new(
                 Code::InvalidEnv,
                 "invalid CNI_IFNAME",
-                format!("{:?}: {why}", req.ifname),
+                format!("{ifname:?}: {why}"),
             )
         })?;
         req.netns = get("CNI_NETNS")

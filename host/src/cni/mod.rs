@@ -7,7 +7,7 @@ mod env;
 mod error;
 pub mod types;
 
-pub use env::{CniArgs, Command, Request, validate_ifname};
+pub use env::{CniArgs, Command, ContainerId, IfName, Request, validate_ifname};
 pub use error::{Code, Error};
 
 /// The largest stdin accepted. Network configs are a few KiB; Multus caps delegates similarly.
