@@ -218,3 +218,62 @@ fn pod_stub(pod: &ObjectRef, uid: Option<&str>) -> Pod {
         annotations: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(command: &str) -> Vec<(String, String)> {
+        [
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", "/proc/self/ns/net"),
+            ("CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=p"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// One node context serving many calls at once answers each byte for byte as a process of
+    /// its own would (what a daemon relies on): VERSION, and ADDs that fail before any side
+    /// effect (their cluster network is unreadable).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_calls_on_one_node_answer_as_exec_mode_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = serde_json::json!({
+            "cniVersion": "1.0.0", "name": "wasmcni", "type": "wasmcni",
+            "kubeconfig": dir.path().join("kubeconfig"),
+            "clusterNetwork": dir.path().join("missing.conflist"),
+            "cniDir": dir.path().join("delegates"), "guestCacheDir": dir.path().join("guests"),
+        })
+        .to_string();
+        let cases = [(env("VERSION"), conf.clone()), (env("ADD"), conf.clone())];
+        let want: Vec<(String, bool)> = cases
+            .iter()
+            .map(|(e, s)| {
+                let (e, s) = (e.clone(), s.clone());
+                std::thread::spawn(move || run(&e, s.as_bytes()))
+                    .join()
+                    .unwrap()
+            })
+            .collect();
+        assert!(want[0].1 && !want[1].1, "{want:?}");
+        assert!(
+            want[1].0.contains("invalid clusterNetwork"),
+            "{}",
+            want[1].0
+        );
+        let node = Node::new();
+        let calls = (0..64).map(|i| {
+            let node = node.clone();
+            let (e, s) = cases[i % 2].clone();
+            tokio::spawn(async move { (i % 2, serve(&node, &e, s.as_bytes()).await) })
+        });
+        for c in futures::future::join_all(calls).await {
+            let (which, got) = c.unwrap();
+            assert_eq!(got, want[which]);
+        }
+    }
+}
