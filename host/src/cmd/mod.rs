@@ -21,8 +21,14 @@ use crate::k8s::ObjectRef;
 use crate::node::Node;
 
 /// Run one CNI invocation in a process of its own (exec mode): a [`Node`] and a runtime made
-/// for this one call. Returns what to print on stdout and whether it succeeded.
+/// for this one call — only when the verb needs them (VERSION and anything refused up front are
+/// answered without). Returns what to print on stdout and whether it succeeded.
 pub fn run(env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
+    let (req, conf) = match prepare(env, stdin) {
+        Ok(Prepared::Verb(req, conf)) => (req, conf),
+        Ok(Prepared::Answered(v)) => return answer(stdin, Ok(v)),
+        Err(e) => return answer(stdin, Err(e)),
+    };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -30,23 +36,32 @@ pub fn run(env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
         Ok(rt) => rt,
         Err(e) => {
             let e = Error::new(Code::Internal, "cannot start the runtime", e.to_string());
-            return (e.to_json(&requested_version(stdin)), false);
+            return answer(stdin, Err(e));
         }
     };
-    rt.block_on(serve(&Node::new(), env, stdin))
+    let out = rt.block_on(verb(&Node::new(), &req, conf, stdin));
+    answer(stdin, out)
 }
 
 /// Serve one CNI invocation on `node`, which may serve many (the daemon) or just this one.
-/// Returns what to print on stdout and whether it succeeded — byte for byte the same either way.
+/// Returns what to print on stdout and whether it succeeded — byte for byte what [`run`] gives.
 pub async fn serve(node: &Arc<Node>, env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
-    // Errors are written in the caller's version when it can be read at all.
-    let version = requested_version(stdin);
-    match dispatch(node, env, stdin).await {
+    let out = match prepare(env, stdin) {
+        Ok(Prepared::Verb(req, conf)) => verb(node, &req, conf, stdin).await,
+        Ok(Prepared::Answered(v)) => Ok(v),
+        Err(e) => Err(e),
+    };
+    answer(stdin, out)
+}
+
+/// The outcome as the runtime reads it; errors in the caller's version when it can be read.
+fn answer(stdin: &[u8], out: Result<Option<Value>, Error>) -> (String, bool) {
+    match out {
         Ok(Some(v)) => (v.to_string(), true),
         Ok(None) => (String::new(), true),
         Err(e) => {
             tracing::error!("{e}");
-            (e.to_json(&version), false)
+            (e.to_json(&requested_version(stdin)), false)
         }
     }
 }
@@ -72,11 +87,17 @@ pub fn io_error(e: &std::io::Error) -> (String, bool) {
     )
 }
 
-async fn dispatch(
-    node: &Arc<Node>,
-    env: &[(String, String)],
-    stdin: &[u8],
-) -> Result<Option<Value>, Error> {
+/// What is known before any verb runs.
+enum Prepared {
+    /// Answered already (VERSION).
+    Answered(Option<Value>),
+    /// A verb to run, with its request and wasmcni's config.
+    Verb(Request, PluginConf),
+}
+
+/// Everything checked before a verb runs, synchronously: the environment, the size of stdin,
+/// VERSION, the config, the verb's version gate and `prevResult`.
+fn prepare(env: &[(String, String)], stdin: &[u8]) -> Result<Prepared, Error> {
     let req = Request::from_env(env)?;
     if stdin.len() > cni::MAX_STDIN {
         return Err(Error::new(
@@ -89,18 +110,28 @@ async fn dispatch(
         ));
     }
     if req.command == Command::Version {
-        return Ok(Some(version(stdin)));
+        return Ok(Prepared::Answered(Some(version(stdin))));
     }
     let conf = PluginConf::parse(stdin)?;
     allowed_at(req.command, &conf.cni_version)?;
     prev_result(&conf)?;
+    Ok(Prepared::Verb(req, conf))
+}
+
+/// Run the verb of a prepared request on `node`.
+async fn verb(
+    node: &Arc<Node>,
+    req: &Request,
+    conf: PluginConf,
+    stdin: &[u8],
+) -> Result<Option<Value>, Error> {
     match req.command {
-        Command::Add => add::add(node, &req, conf).await.map(Some),
-        Command::Del => del::del(node, &req, conf).await.map(|()| None),
-        Command::Check => check::check(node, &req, conf).await.map(|()| None),
+        Command::Add => add::add(node, req, conf).await.map(Some),
+        Command::Del => del::del(node, req, conf).await.map(|()| None),
+        Command::Check => check::check(node, req, conf).await.map(|()| None),
         Command::Status => status::status(node, &conf).await.map(|()| None),
-        Command::Gc => gc::gc(node, &req, conf, stdin).await.map(|()| None),
-        Command::Version => unreachable!("answered above"),
+        Command::Gc => gc::gc(node, req, conf, stdin).await.map(|()| None),
+        Command::Version => unreachable!("answered by prepare"),
     }
 }
 
