@@ -16,6 +16,9 @@ use crate::k8s;
 /// threads) and the Kubernetes clients (each one connection pool), made on first use.
 #[derive(Default)]
 pub struct Node {
+    /// Serves one call only (exec mode): guest calls run on a thread of their own instead of a
+    /// worker pool, whose start-up (threads, the CPU count from cgroups) one call never repays.
+    one_call: bool,
     /// By (guest cache directory, deadline in ms): the settings an engine is made with. A node
     /// has one config, so in practice one engine.
     guests: Mutex<HashMap<(PathBuf, u64), Arc<Guests>>>,
@@ -24,9 +27,18 @@ pub struct Node {
 }
 
 impl Node {
-    /// Nothing started yet: DEL, CHECK, GC and STATUS never pay for an engine.
+    /// A node context for many calls (a daemon): guest calls run on a bounded worker pool.
+    /// Nothing is started yet: DEL, CHECK, GC and STATUS never pay for an engine.
     pub fn new() -> Arc<Self> {
         Arc::new(Node::default())
+    }
+
+    /// A node context for exactly one call (exec mode).
+    pub fn for_one_call() -> Arc<Self> {
+        Arc::new(Node {
+            one_call: true,
+            ..Node::default()
+        })
     }
 
     /// The engine for guests cached in `cache_dir` with a deadline of `timeout_ms` per call,
@@ -39,11 +51,11 @@ impl Node {
         if let Some(g) = map.get(&key) {
             return Ok(g.clone());
         }
-        let g = Guests::new(key.0.clone(), Duration::from_millis(timeout_ms)).map_err(|e| {
-            guest::Error::Engine {
+        let g = Guests::new(key.0.clone(), Duration::from_millis(timeout_ms))
+            .map(|g| if self.one_call { g.one_call() } else { g })
+            .map_err(|e| guest::Error::Engine {
                 why: format!("{e:#}"),
-            }
-        })?;
+            })?;
         map.insert(key, g.clone());
         Ok(g)
     }

@@ -39,7 +39,7 @@ pub fn run(env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
             return answer(stdin, Err(e));
         }
     };
-    let out = rt.block_on(verb(&Node::new(), &req, conf, stdin));
+    let out = rt.block_on(verb(&Node::for_one_call(), &req, conf, stdin));
     answer(stdin, out)
 }
 

@@ -226,6 +226,8 @@ pub struct Guests {
     loaded: Mutex<HashMap<(String, String), Arc<Loaded>>>,
     /// The bounded pool guest calls run on, started by the first call from async code.
     workers: OnceLock<workers::Workers>,
+    /// Serving one call (exec mode): each guest call gets a thread of its own, no pool.
+    one_call: bool,
 }
 
 /// A loaded guest ready to be called. Its imports are resolved against the host once (an
@@ -262,7 +264,38 @@ impl Guests {
             ipam_linker: OnceLock::new(),
             loaded: Mutex::new(HashMap::new()),
             workers: OnceLock::new(),
+            one_call: false,
         }))
+    }
+
+    /// The same engine for a process that serves one call: guest calls run on a thread of their
+    /// own rather than on a pool (measured: the pool's start-up made an exec-mode ADD slower).
+    pub fn one_call(self: Arc<Self>) -> Arc<Self> {
+        match Arc::try_unwrap(self) {
+            Ok(mut g) => {
+                g.one_call = true;
+                Arc::new(g)
+            }
+            Err(shared) => shared,
+        }
+    }
+
+    /// Run `f` (a guest call) off the async runtime: on the pool, or — serving one call — on a
+    /// scoped thread the caller waits for (nothing else runs on a one-call runtime meanwhile).
+    async fn off_runtime<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        if self.one_call {
+            return std::thread::scope(|s| match s.spawn(f).join() {
+                Ok(v) => v,
+                Err(panic) => std::panic::resume_unwind(panic),
+            });
+        }
+        self.workers()?
+            .run(f)
+            .await
+            .unwrap_or_else(|why| Err(Error::Engine { why }))
     }
 
     /// The worker pool, started on first use.
@@ -379,18 +412,16 @@ impl Guests {
         Ok(guest.ipam.get_or_init(|| pre))
     }
 
-    /// Ask a delegation guest which networks `req.pod` gets, on the guest worker pool (the
-    /// caller's async task waits; at most one call per worker runs at once, the rest queue).
+    /// Ask a delegation guest which networks `req.pod` gets, off the async runtime: on the
+    /// guest worker pool (at most one call per worker at once, the rest queue), or serving one
+    /// call, on a thread of its own.
     pub async fn decide_pooled(
         self: &Arc<Self>,
         guest: &Arc<Loaded>,
         req: DelegationRequest,
     ) -> Result<Vec<Attachment>, Error> {
         let (me, g) = (self.clone(), guest.clone());
-        self.workers()?
-            .run(move || me.decide_here(&g, &req))
-            .await
-            .unwrap_or_else(|why| Err(Error::Engine { why }))
+        self.off_runtime(move || me.decide_here(&g, &req)).await
     }
 
     /// Ask an IPAM guest for an offset in `view`'s range, on the guest worker pool; the view is
@@ -402,10 +433,8 @@ impl Guests {
         view: PoolView,
     ) -> Result<(Result<u64, Refusal>, PoolView), Error> {
         let (me, g) = (self.clone(), guest.clone());
-        self.workers()?
-            .run(move || me.propose_here(&g, &req, view))
+        self.off_runtime(move || me.propose_here(&g, &req, view))
             .await
-            .unwrap_or_else(|why| Err(Error::Engine { why }))
     }
 
     /// Ask a delegation guest which networks `req.pod` gets, on this thread (CLI, tests,
