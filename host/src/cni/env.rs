@@ -92,11 +92,41 @@ impl CniArgs {
     }
 }
 
-/// A container ID as the spec allows it (letters, digits, `_.-`, starting with a letter or
-/// digit), validated once where it enters: safe as a file name (the delegate cache) and as a
-/// value in the API.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-pub struct ContainerId(String);
+/// A validated string: read as `&str` (Deref, `as_str`, Display), made only by its `new`.
+macro_rules! validated_string {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+validated_string!(
+    /// A container ID as the spec allows it (letters, digits, `_.-`, starting with a letter or
+    /// digit), validated once where it enters: safe as a file name (the delegate cache) and as a
+    /// value in the API.
+    ContainerId
+);
 
 impl ContainerId {
     /// `id`, if the spec allows it.
@@ -104,53 +134,18 @@ impl ContainerId {
         validate_container_id(id)?;
         Ok(ContainerId(id.to_string()))
     }
-
-    /// The ID.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl std::ops::Deref for ContainerId {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for ContainerId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// An interface name the kernel (and a pod's sysctls) accept; see [`validate_ifname`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-pub struct IfName(String);
+validated_string!(
+    /// An interface name the kernel (and a pod's sysctls) accept; see [`validate_ifname`].
+    IfName
+);
 
 impl IfName {
     /// `name`, if it is a usable interface name.
     pub fn new(name: &str) -> Result<Self, String> {
         validate_ifname(name)?;
         Ok(IfName(name.to_string()))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::ops::Deref for IfName {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for IfName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
