@@ -25,7 +25,7 @@ use crate::node::Node;
 /// answered without). Returns what to print on stdout and whether it succeeded.
 pub fn run(env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
     let (req, conf) = match prepare(env, stdin) {
-        Ok(Prepared::Verb(req, conf)) => (req, conf),
+        Ok(Prepared::Verb(v)) => *v,
         Ok(Prepared::Answered(v)) => return answer(stdin, Ok(v)),
         Err(e) => return answer(stdin, Err(e)),
     };
@@ -47,7 +47,10 @@ pub fn run(env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
 /// Returns what to print on stdout and whether it succeeded — byte for byte what [`run`] gives.
 pub async fn serve(node: &Arc<Node>, env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
     let out = match prepare(env, stdin) {
-        Ok(Prepared::Verb(req, conf)) => verb(node, &req, conf, stdin).await,
+        Ok(Prepared::Verb(v)) => {
+            let (req, conf) = *v;
+            verb(node, &req, conf, stdin).await
+        }
         Ok(Prepared::Answered(v)) => Ok(v),
         Err(e) => Err(e),
     };
@@ -91,8 +94,8 @@ pub fn io_error(e: &std::io::Error) -> (String, bool) {
 enum Prepared {
     /// Answered already (VERSION).
     Answered(Option<Value>),
-    /// A verb to run, with its request and wasmcni's config.
-    Verb(Request, PluginConf),
+    /// A verb to run, with its request and wasmcni's config (boxed: far larger than an answer).
+    Verb(Box<(Request, PluginConf)>),
 }
 
 /// Everything checked before a verb runs, synchronously: the environment, the size of stdin,
@@ -115,7 +118,7 @@ fn prepare(env: &[(String, String)], stdin: &[u8]) -> Result<Prepared, Error> {
     let conf = PluginConf::parse(stdin)?;
     allowed_at(req.command, &conf.cni_version)?;
     prev_result(&conf)?;
-    Ok(Prepared::Verb(req, conf))
+    Ok(Prepared::Verb(Box::new((req, conf))))
 }
 
 /// Run the verb of a prepared request on `node`.

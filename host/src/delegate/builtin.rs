@@ -104,11 +104,7 @@ fn parse(network: &str, conf: &Value) -> Result<Parsed, Error> {
         .runtime_config
         .ips
         .iter()
-        .map(|s| {
-            let ip = s.split_once('/').map_or(s.as_str(), |(ip, _)| ip);
-            ip.parse()
-                .map_err(|_| bad(format!("runtimeConfig.ips: {s:?} is not an address")))
-        })
+        .map(|s| requested_ip(s).map_err(|why| bad(format!("runtimeConfig.{why}"))))
         .collect::<Result<Vec<_>, _>>()?;
     if matches!(kind, LinkKind::Ipvlan(_)) && matches!(ipam, Ipam::None) {
         return Err(bad(
@@ -164,8 +160,23 @@ fn sysctls(ns: &Netns, ifname: &str, addrs: &[IpNetwork]) -> Result<(), netns::E
     ns.set_sysctls(values)
 }
 
+/// A requested address (`ips` of the network selection, capability `ips`): an address, or an
+/// address with a prefix length, as Multus and the reference plugins take it.
+pub(super) fn requested_ip(s: &str) -> Result<std::net::IpAddr, String> {
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    match (addr.parse(), prefix.map(str::parse::<u8>)) {
+        (Ok(ip), None | Some(Ok(_))) => Ok(ip),
+        _ => Err(format!(
+            "ips: {s:?} is not an IP address (or address/prefix)"
+        )),
+    }
+}
+
 /// `aa:bb:cc:dd:ee:ff` → bytes; a unicast address only (a multicast MAC breaks the link).
-fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+pub(super) fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     let parts: Vec<&str> = s.split(':').collect();
     let mut mac = [0u8; 6];
     if parts.len() != 6 {

@@ -177,28 +177,12 @@ fn invalid(decider: &str, why: String) -> crate::guest::Error {
 /// that are not an address or a MAC are refused; a request no plugin declares a capability for
 /// is returned as a note (libcni and Multus drop it silently).
 fn fold_requests(chain: &mut NetConfList, a: &Attachment) -> Result<Option<String>, String> {
+    // The same readers the built-in plugins apply, for every chain (exec'd plugins too).
     for ip in &a.ips {
-        let addr = ip.split_once('/').map_or(ip.as_str(), |(addr, _)| addr);
-        let prefix_ok = ip
-            .split_once('/')
-            .is_none_or(|(_, p)| p.parse::<u8>().is_ok());
-        if addr.parse::<std::net::IpAddr>().is_err() || !prefix_ok {
-            return Err(format!(
-                "ips: {ip:?} is not an IP address (or address/prefix)"
-            ));
-        }
+        super::builtin::requested_ip(ip)?;
     }
     if let Some(mac) = &a.mac {
-        let parts: Vec<&str> = mac.split(':').collect();
-        if parts.len() != 6
-            || !parts
-                .iter()
-                .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
-        {
-            return Err(format!(
-                "mac: {mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"
-            ));
-        }
+        super::builtin::parse_mac(mac).map_err(|why| format!("mac: {why}"))?;
     }
     let declares = |cap: &str| {
         chain.plugins.iter().any(|p| {

@@ -570,13 +570,6 @@ impl Loaded {
             source,
         }
     }
-    /// An error for an answer the caller rejected.
-    pub fn invalid(&self, why: impl Into<String>) -> Error {
-        Error::Invalid {
-            name: self.name.clone(),
-            why: why.into(),
-        }
-    }
     /// An error for a refusal (the guest's text is clamped).
     pub fn denied(&self, why: &str) -> Error {
         Error::Denied {
