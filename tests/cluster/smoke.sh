@@ -53,10 +53,15 @@ no create network-attachment-definitions.k8s.cni.cncf.io default
 yes get ippools.whereabouts.cni.cncf.io kube-system
 yes list ippools.whereabouts.cni.cncf.io kube-system
 yes create ippools.whereabouts.cni.cncf.io kube-system
-yes update ippools.whereabouts.cni.cncf.io kube-system
-no patch ippools.whereabouts.cni.cncf.io kube-system
+yes patch ippools.whereabouts.cni.cncf.io kube-system
+no update ippools.whereabouts.cni.cncf.io kube-system
 no delete ippools.whereabouts.cni.cncf.io kube-system
-no create overlappingrangeipreservations.whereabouts.cni.cncf.io kube-system
+yes get overlappingrangeipreservations.whereabouts.cni.cncf.io kube-system
+yes create overlappingrangeipreservations.whereabouts.cni.cncf.io kube-system
+yes delete overlappingrangeipreservations.whereabouts.cni.cncf.io kube-system
+no list overlappingrangeipreservations.whereabouts.cni.cncf.io kube-system
+no update overlappingrangeipreservations.whereabouts.cni.cncf.io kube-system
+no patch overlappingrangeipreservations.whereabouts.cni.cncf.io kube-system
 yes get configmaps/wasmcni-guests kube-system
 no get configmaps/kube-proxy kube-system
 no list configmaps kube-system
@@ -122,10 +127,12 @@ spec:
       id: 7c9f3e2d1b0a49586776655443322110ffeeddccbbaa99887766554433221100
       podref: default/smoke-pod
 EOF
-check "wasmcni updates IPPool allocations (replace at its resourceVersion, as the CAS write does)" bash -c '
-    "$@" get ippools.whereabouts.cni.cncf.io 172.16.1.0-24 -n kube-system -o json |
-    jq ".spec.allocations[\"2\"] = {id: \"abc\", podref: \"default/other\", ifname: \"net1\"}" |
-    "$@" replace -f -' _ "${W[@]}"
+check "wasmcni adds one IPPool allocation (JSON patch guarded by a test, as the commit does)" "${W[@]}" \
+    patch ippools.whereabouts.cni.cncf.io 172.16.1.0-24 -n kube-system --type=json -p \
+    '[{"op":"test","path":"/spec/allocations/2","value":null},{"op":"add","path":"/spec/allocations/2","value":{"id":"abc","podref":"default/other","ifname":"net1"}}]'
+if "${W[@]}" patch ippools.whereabouts.cni.cncf.io 172.16.1.0-24 -n kube-system --type=json -p \
+    '[{"op":"test","path":"/spec/allocations/2","value":null},{"op":"add","path":"/spec/allocations/2","value":{"id":"zzz","podref":"default/thief"}}]' >/dev/null 2>&1
+then nok "a second add of a taken key is refused"; else ok "a second add of a taken key is refused"; fi
 expect "IPPool allocation 2 stored incl. ifname" net1 \
     "${W[@]}" get ippools.whereabouts.cni.cncf.io 172.16.1.0-24 -n kube-system -o 'jsonpath={.spec.allocations.2.ifname}'
 if "${W[@]}" create -f - >/dev/null 2>&1 <<'EOF'; then nok "IPPool without spec.range rejected"; else ok "IPPool without spec.range rejected"; fi

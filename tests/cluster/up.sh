@@ -292,7 +292,7 @@ write_kubeconfig "$STATE/wasmcni-vm.kubeconfig" "$VM_SERVER" wasmcni "$WASMCNI_T
 can() { "$BIN/kubectl" --kubeconfig "$STATE/wasmcni.kubeconfig" auth can-i "$@" 2>/dev/null || true; }
 [[ "$(can patch pods)" == yes ]] || die "wasmcni SA cannot patch pods (RBAC broken)"
 [[ "$(can create pods)" == no ]] || die "wasmcni SA can create pods (RBAC too broad)"
-[[ "$(can update ippools.whereabouts.cni.cncf.io)" == yes ]] || die "wasmcni SA cannot update ippools"
+[[ "$(can patch ippools.whereabouts.cni.cncf.io)" == yes ]] || die "wasmcni SA cannot patch ippools"
 
 # ---------------------------------------------------------------- env
 {

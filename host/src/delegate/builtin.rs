@@ -1,6 +1,8 @@
 //! The built-in main plugins: ipvlan and macvlan in-process, with whereabouts-compatible IPAM
 //! (or an exec'd IPAM plugin). Same config keys and results as the reference plugins.
 
+use std::net::IpAddr;
+
 use ipnetwork::IpNetwork;
 use serde::Deserialize;
 use serde_json::Value;
@@ -62,7 +64,7 @@ struct Parsed {
 
 enum Ipam {
     None,
-    InProcess(IpamConf),
+    InProcess(Box<IpamConf>),
     Exec(String),
 }
 
@@ -84,7 +86,7 @@ fn parse(network: &str, conf: &Value) -> Result<Parsed, Error> {
         Some(v) if v.as_object().is_some_and(|o| o.is_empty()) => Ipam::None,
         Some(v) => match v.get("type").and_then(Value::as_str) {
             Some(t) if ipam::is_builtin(t) => {
-                Ipam::InProcess(IpamConf::parse(v).map_err(Error::from)?)
+                Ipam::InProcess(Box::new(IpamConf::parse(v).map_err(Error::from)?))
             }
             Some(t) if !t.is_empty() => Ipam::Exec(t.to_string()),
             _ => return Err(bad("ipam.type is required".into())),
@@ -126,11 +128,7 @@ fn parse(network: &str, conf: &Value) -> Result<Parsed, Error> {
 /// it — keys, mode, master named, MAC, requested addresses, the in-process IPAM's range — without
 /// touching the kernel or the API.
 pub fn validate(network: &str, conf: &Value) -> Result<(), Error> {
-    let p = parse(network, conf)?;
-    if let Ipam::InProcess(ic) = &p.ipam {
-        ic.range()?;
-    }
-    Ok(())
+    parse(network, conf).map(drop)
 }
 
 /// The pod-side sysctls the reference plugins set when they configure addresses: gratuitous ARP / unsolicited NA when the
@@ -268,7 +266,12 @@ pub async fn add(
         }
     };
     let mut result = ip;
-    result.dns = p.dns.clone();
+    // The plugin's `dns` when it sets one, else the IPAM's (whereabouts' `ipam.dns`). The
+    // reference plugins overwrite it with their own, empty or not; wasmcni keeps what the
+    // IPAM section says rather than drop it.
+    if p.dns != Dns::default() {
+        result.dns = p.dns.clone();
+    }
     result.interfaces = vec![Interface {
         name: ifname.into(),
         mac,
@@ -374,8 +377,21 @@ pub async fn check(call: &Call, network: &str, conf: &Value, ifname: &str) -> Re
         Ipam::InProcess(ic) => {
             let kube = kube(call, network)?;
             let me = owner(call, ifname);
+            let pools = ic.pools().map_err(Error::from)?;
             for ip in &mine {
-                let held = ipam::holder(kube, ic, &call.conf.ipam_namespace, ip.address.ip())
+                let Some(pool) = pools
+                    .iter()
+                    .find(|p| p.range.offset_of(ip.address.ip()).is_some())
+                else {
+                    if ic.addresses.iter().any(|s| s.address == ip.address) {
+                        continue; // a static address of `addresses`: nothing is recorded
+                    }
+                    return Err(drift(format!(
+                        "{} is in none of this network's ranges",
+                        ip.address
+                    )));
+                };
+                let held = ipam::holder(kube, pool, &call.conf.ipam_namespace, ip.address.ip())
                     .await
                     .map_err(Error::from)?;
                 match held {
@@ -419,71 +435,148 @@ async fn allocate(
             })
         }
         Ipam::InProcess(ic) => {
-            let kube = kube(call, network)?;
-            let owner = owner(call, ifname);
-            let ns = &call.conf.ipam_namespace;
-            // The pod asked for an address of this range (capability `ips`): that one or none.
-            let range = ic.range().map_err(Error::from)?;
-            if let Some(&want) = p.ips.iter().find(|ip| range.offset_of(**ip).is_some()) {
-                let lease =
-                    ipam::allocate(kube, ic, ns, &owner, Choice::<LowestFree>::Requested(want))
-                        .await
-                        .map_err(Error::from)?;
-                return Ok(lease_result(ic, lease));
-            }
-            if let Some(other) = p.ips.first() {
-                return Err(Error::Ipam(ipam::Error::Unavailable {
-                    ip: *other,
-                    why: format!("it is outside {}", range.cidr()),
-                }));
-            }
-            let chosen = async {
-                let guest = call.guest(&ic.policy(), Origin::Network).await?;
-                let req = IpamRequest {
-                    pod: call.pod.clone(),
-                    interface: ifname.into(),
-                    node: call.node_name.clone(),
-                    container_id: call.container_id.clone(),
-                };
-                let policy = Policy::new(call.guests()?, guest, req);
-                ipam::allocate(kube, ic, ns, &owner, Choice::Proposed(&policy))
-                    .await
-                    .map_err(Error::Ipam)
-            }
-            .await;
-            let lease = match chosen {
-                // The admin allows this network to fail open: a broken policy (missing, trapped,
-                // answering nonsense) gives way to the built-in lowest-free — native, so it works
-                // even when the engine itself cannot start — and the pod's network-status says
-                // so. A policy's refusal is a decision and is kept.
-                Err(e) if e.is_guest_failure() && call.fails_open(network).await => {
-                    let note = format!(
-                        "policy {:?} failed ({e}); fell back to lowest-free",
-                        ic.policy().guest
-                    );
-                    tracing::warn!("network {network} on {ifname}: {note}");
-                    call.note(ifname, note);
-                    ipam::allocate(kube, ic, ns, &owner, Choice::Proposed(&LowestFree))
-                        .await
-                        .map_err(Error::from)?
+            let pools = ic.pools().map_err(Error::from)?;
+            // The pod's requested addresses (capability `ips`): each must fall in a range, at
+            // most one per range.
+            for want in &p.ips {
+                let n = pools
+                    .iter()
+                    .filter(|pl| pl.range.offset_of(*want).is_some())
+                    .count();
+                if n == 0 {
+                    let cidrs: Vec<_> = pools.iter().map(|pl| pl.range.cidr()).collect();
+                    return Err(Error::Ipam(ipam::Error::Unavailable {
+                        ip: *want,
+                        why: format!("it is outside {}", cidrs.join(" and ")),
+                    }));
                 }
-                other => other?,
-            };
-            Ok(lease_result(ic, lease))
+            }
+            let mut leases = Vec::new();
+            for pool in &pools {
+                let wants: Vec<_> = p
+                    .ips
+                    .iter()
+                    .filter(|ip| pool.range.offset_of(**ip).is_some())
+                    .collect();
+                if wants.len() > 1 {
+                    return Err(Error::Ipam(ipam::Error::Unavailable {
+                        ip: *wants[1],
+                        why: format!(
+                            "{} is requested from {} too: one address per range",
+                            wants[0],
+                            pool.range.cidr()
+                        ),
+                    }));
+                }
+                match allocate_from(
+                    call,
+                    network,
+                    ic,
+                    pool,
+                    wants.first().copied().copied(),
+                    ifname,
+                )
+                .await
+                {
+                    Ok(l) => leases.push(l),
+                    Err(e) => {
+                        // Ranges already served are given back: the ADD fails as a whole.
+                        if !leases.is_empty()
+                            && let Err(undo) = release(call, network, &p.ipam, conf, ifname).await
+                        {
+                            tracing::error!("rollback of {network} on {ifname}: {undo}");
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(lease_result(ic, leases))
         }
     }
 }
 
-/// The result of an in-process allocation: the address, the range's gateway and routes.
-fn lease_result(ic: &IpamConf, lease: ipam::Lease) -> CniResult {
-    CniResult {
-        ips: vec![IpConfig {
+/// One range's address: the requested one, or the network's policy's choice.
+async fn allocate_from(
+    call: &Call,
+    network: &str,
+    ic: &IpamConf,
+    pool: &ipam::PoolRef,
+    requested: Option<IpAddr>,
+    ifname: &str,
+) -> Result<ipam::Lease, Error> {
+    let kube = kube(call, network)?;
+    let owner = owner(call, ifname);
+    let ns = &call.conf.ipam_namespace;
+    if let Some(want) = requested {
+        return ipam::allocate(
+            kube,
+            ic,
+            pool,
+            ns,
+            &owner,
+            Choice::<LowestFree>::Requested(want),
+        )
+        .await
+        .map_err(Error::from);
+    }
+    let chosen = async {
+        let guest = call.guest(&ic.policy(), Origin::Network).await?;
+        let req = IpamRequest {
+            pod: call.pod.clone(),
+            interface: ifname.into(),
+            node: call.node_name.clone(),
+            container_id: call.container_id.clone(),
+        };
+        let policy = Policy::new(call.guests()?, guest, req);
+        ipam::allocate(kube, ic, pool, ns, &owner, Choice::Proposed(&policy))
+            .await
+            .map_err(Error::Ipam)
+    }
+    .await;
+    match chosen {
+        // The admin allows this network to fail open: a broken policy (missing, trapped,
+        // answering nonsense) gives way to the built-in lowest-free — native, so it works
+        // even when the engine itself cannot start — and the pod's network-status says
+        // so. A policy's refusal is a decision and is kept.
+        Err(e) if e.is_guest_failure() && call.fails_open(network).await => {
+            let note = format!(
+                "policy {:?} failed ({e}); fell back to lowest-free",
+                ic.policy().guest
+            );
+            tracing::warn!("network {network} on {ifname}: {note}");
+            call.note(ifname, note);
+            ipam::allocate(kube, ic, pool, ns, &owner, Choice::Proposed(&LowestFree))
+                .await
+                .map_err(Error::from)
+        }
+        other => other,
+    }
+}
+
+/// The result of an in-process allocation: one address per range, each with the gateway when
+/// it is of the address's family (whereabouts gives every address the one gateway, a v4
+/// gateway to a v6 address too), then the static `addresses`, the routes and DNS.
+fn lease_result(ic: &IpamConf, leases: Vec<ipam::Lease>) -> CniResult {
+    let gateway_for = |ip: IpAddr| ic.gateway.filter(|g| g.is_ipv4() == ip.is_ipv4());
+    let mut ips: Vec<IpConfig> = leases
+        .into_iter()
+        .map(|l| IpConfig {
             version: None,
-            address: lease.address,
-            gateway: ic.gateway,
+            gateway: gateway_for(l.address.ip()),
+            address: l.address,
             interface: None,
-        }],
+        })
+        .collect();
+    ips.extend(ic.addresses.iter().map(|s| IpConfig {
+        version: None,
+        address: s.address,
+        gateway: s.gateway,
+        interface: None,
+    }));
+    CniResult {
+        ips,
         routes: ic.routes.clone(),
+        dns: ic.dns.clone().unwrap_or_default(),
         ..Default::default()
     }
 }
@@ -502,16 +595,62 @@ async fn release(
             .map(drop),
         Ipam::InProcess(ic) => {
             let kube = kube(call, network)?;
-            let range = ic.range().map_err(Error::from)?;
-            let pool = ic.pool_name(&range);
+            let pools: Vec<String> = ic
+                .pools()
+                .map_err(Error::from)?
+                .into_iter()
+                .map(|p| p.name)
+                .collect();
             ipam::release(
                 kube,
                 &call.conf.ipam_namespace,
-                Some(&[pool]),
+                Some(&pools),
                 &owner(call, ifname),
             )
             .await
             .map_err(Error::from)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_per_range_the_gateway_only_on_its_family_then_static_addresses() {
+        let ic = IpamConf::parse(&serde_json::json!({
+            "type": "whereabouts", "range": "172.16.30.0/24", "gateway": "172.16.30.1",
+            "ipRanges": [{"range": "fd00:30::/120"}],
+            "addresses": [{"address": "192.0.2.7/24", "gateway": "192.0.2.1"}],
+            "dns": {"nameservers": ["172.16.30.53"]},
+        }))
+        .unwrap();
+        let pools = ic.pools().unwrap();
+        let leases = vec![
+            ipam::Lease {
+                address: pools[0].range.address(2),
+                pool: pools[0].name.clone(),
+            },
+            ipam::Lease {
+                address: pools[1].range.address(1),
+                pool: pools[1].name.clone(),
+            },
+        ];
+        let r = lease_result(&ic, leases);
+        let got: Vec<_> = r
+            .ips
+            .iter()
+            .map(|i| format!("{} {:?}", i.address, i.gateway))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "172.16.30.2/24 Some(172.16.30.1)",
+                "fd00:30::1/120 None",
+                "192.0.2.7/24 Some(192.0.2.1)"
+            ]
+        );
+        assert_eq!(r.dns.nameservers, ["172.16.30.53"]);
     }
 }

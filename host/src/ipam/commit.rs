@@ -1,15 +1,33 @@
-//! Committing an allocation: read the pool, choose, validate, write with compare-and-swap; on a
-//! lost race, start over. Releases the same way. No cluster-wide lock.
+//! Committing an allocation: read the pool once, choose, claim the address, record it; when
+//! another writer got there first, choose again over what is now known to be taken. Releases
+//! the same way. No lock, and no write conditional on the whole pool: every write names the
+//! one key or object it changes (see [`PoolStore`]).
+//!
+//! With `enable_overlapping_ranges` (whereabouts' default) the claim is the create of the
+//! address's OverlappingRangeIPReservation, named after the address as whereabouts names it:
+//! the API server lets one create of a name succeed, so two ranges that contain an address —
+//! or a whereabouts node and a wasmcni node — never both hold it. Order matters for safety:
+//! ADD reserves before it records, DEL removes the record before the reservation, so a crash
+//! in between leaves an address held too long (the reconciler frees it), never held twice.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::{Choice, Error, IpamConf, Lease, Owner, PoolStore, PoolView, Proposal, Proposer};
-use crate::k8s::{Cas, IPPool, IPPoolSpec, IpAllocation};
+use super::{
+    Choice, Error, IpamConf, Lease, Owner, PoolRef, PoolStore, PoolView, Proposal, Proposer, conf,
+    range,
+};
+use crate::k8s::{IPPoolSpec, IpAllocation, OverlappingRangeIPReservationSpec, Write};
 
-/// How often an allocation is retried after losing a compare-and-swap race.
-pub const MAX_ATTEMPTS: u32 = 20;
+/// How many addresses one allocation may try. Each lost address costs one small write, so the
+/// budget is sized for a crowd (50 writers choosing the same lowest-free address), not for a
+/// few races.
+pub const MAX_ATTEMPTS: u32 = 64;
+
+/// After this many addresses lost in a row the pool is read again: a crowd that has taken many
+/// addresses is passed in one read instead of one address at a time.
+const REREAD_AFTER: u32 = 8;
 
 /// Decoded allocations of a pool; keys that are not offsets are kept aside untouched.
 pub(super) fn offsets(spec: &IPPoolSpec) -> BTreeMap<u64, IpAllocation> {
@@ -19,152 +37,343 @@ pub(super) fn offsets(spec: &IPPoolSpec) -> BTreeMap<u64, IpAllocation> {
         .collect()
 }
 
-/// Allocate an address for `owner` in `conf`'s range.
+/// Allocate an address for `owner` in `pool` (one range of `conf`).
 ///
-/// Guarantees: the address is recorded in the range's IPPool for `owner` before `Ok` is
-/// returned, and was free (allocatable, not excluded, not held) in the version of the pool it
-/// was written over. Idempotent by owner: if the pool already records an address for `owner`
-/// (a retried ADD, or an earlier attempt whose response was lost) that address is returned and
-/// nothing is written.
+/// Guarantees: on `Ok`, the address is recorded in the pool for `owner` and — with
+/// overlapping ranges on — reserved for `owner` cluster-wide; it was free (allocatable, not
+/// excluded, not the gateway, not recorded) when recorded. Idempotent by owner: if the pool
+/// already records an address for `owner` (a retried ADD, or an earlier attempt whose response
+/// was lost) that address is returned; if it records one for the same pod and interface under
+/// another container (the pod is back with a new sandbox) that one is handed to `owner`, as
+/// whereabouts does.
 ///
-/// Errors: [`Error::Conflict`] after [`MAX_ATTEMPTS`] lost races (retryable);
-/// [`Error::Exhausted`] when the proposer finds nothing; [`Error::Unavailable`] for a requested
-/// address that is outside the range or taken; [`Error::InvalidProposal`] when the proposer
-/// names an offset that is not free; [`Error::Proposer`] and [`Error::Store`] pass through.
+/// Errors: [`Error::Conflict`] after [`MAX_ATTEMPTS`] addresses lost to other writers
+/// (retryable); [`Error::Exhausted`] when the proposer finds nothing; [`Error::Unavailable`]
+/// for a requested address that is outside the range or taken; [`Error::InvalidProposal`]
+/// when the proposer names an offset that is not free; [`Error::Proposer`] and
+/// [`Error::Store`] pass through.
 pub async fn allocate<S: PoolStore, P: Proposer>(
     store: &S,
     conf: &IpamConf,
+    pool: &PoolRef,
     namespace: &str,
     owner: &Owner,
     choice: Choice<'_, P>,
 ) -> Result<Lease, Error<P::Error>> {
-    let range = conf.range().map_err(Error::widen)?;
-    let name = conf.pool_name(&range);
+    let store_err = Error::Store;
+    let lease = |o: u64| Lease {
+        address: pool.range.address(o),
+        pool: pool.name.clone(),
+    };
+    let entry = IpAllocation {
+        id: owner.container_id.clone(),
+        podref: owner.podref.clone(),
+        ifname: owner.ifname.clone(),
+    };
+    // The pool as last read: the view proposals are made over, and its resourceVersion when it
+    // had no allocations at all (the first write then replaces the whole map).
+    let mut read: Option<(PoolView, Option<String>)> = None;
+    let mut lost = 0u32;
     for attempt in 0..MAX_ATTEMPTS {
-        if attempt > 0 {
-            backoff(attempt).await;
-        }
-        let mut pool = store
-            .get(namespace, &name)
-            .await
-            .map_err(Error::Store)?
-            .unwrap_or_else(|| {
-                let mut p = IPPool::new(
-                    &name,
-                    IPPoolSpec {
-                        range: range.cidr(),
-                        allocations: BTreeMap::new(),
-                    },
-                );
-                p.metadata.namespace = Some(namespace.to_string());
-                p
-            });
-        let taken = offsets(&pool.spec);
-        if let Some((&o, _)) = taken.iter().find(|(_, a)| owner.holds(a)) {
-            return Ok(Lease {
-                address: range.address(o),
-                pool: name,
-            });
-        }
-        let view = PoolView::new(range.clone(), taken);
-        let (offset, chooser) = match &choice {
-            Choice::Requested(ip) => {
-                let unavailable = |why: String| Error::Unavailable { ip: *ip, why };
-                let o = range
-                    .offset_of(*ip)
-                    .ok_or_else(|| unavailable(format!("it is outside {}", range.cidr())))?;
-                if !view.is_free(o) {
-                    return Err(unavailable(match view.owner_of(o) {
-                        Some(holder) => format!("it is allocated to {holder}"),
-                        None => "it is reserved or excluded in this range".into(),
-                    }));
-                }
-                (o, "the pod requested".to_string())
-            }
-            Choice::Proposed(p) => {
-                let (answer, view) = p.propose(view).await.map_err(Error::Proposer)?;
-                let offset = match answer {
-                    Proposal::Offset(o) => o,
-                    Proposal::Exhausted => {
-                        return Err(Error::Exhausted {
-                            range: range.cidr(),
-                        });
-                    }
+        let (view, empty_rv) = match read.take() {
+            Some(r) => r,
+            None => {
+                let Some(p) = store.get(namespace, &pool.name).await.map_err(store_err)? else {
+                    store
+                        .create(namespace, &pool.name, &pool.range.cidr())
+                        .await
+                        .map_err(store_err)?;
+                    continue;
                 };
-                if !view.is_free(offset) {
-                    let why = match view.owner_of(offset) {
-                        Some(holder) => format!(
-                            "offset {offset} ({}) is already allocated to {holder}",
-                            range.address(offset)
-                        ),
-                        None if offset > range.last_offset() => {
-                            format!("offset {offset} is outside {}", range.cidr())
-                        }
-                        None => format!(
-                            "offset {offset} ({}) is reserved or excluded",
-                            range.address(offset)
-                        ),
-                    };
-                    return Err(Error::InvalidProposal {
-                        by: p.describe(),
-                        why,
-                    });
+                let taken = offsets(&p.spec);
+                if let Some((&o, _)) = taken.iter().find(|(_, a)| owner.holds(a)) {
+                    reserve_held(store, conf, namespace, pool, o, owner).await?;
+                    return Ok(lease(o));
                 }
-                (offset, format!("{} proposed", p.describe()))
+                if let Some((&o, a)) = taken.iter().find(|(_, a)| owner.same_pod_interface(a)) {
+                    let w = store
+                        .rehome(namespace, &pool.name, o, &a.id, &owner.container_id)
+                        .await
+                        .map_err(store_err)?;
+                    if w == Write::Done {
+                        tracing::info!(
+                            "{} keeps {} (was container {}); IPPool {namespace}/{}",
+                            owner.podref,
+                            pool.range.address(o),
+                            a.id,
+                            pool.name
+                        );
+                        reserve_held(store, conf, namespace, pool, o, owner).await?;
+                        return Ok(lease(o));
+                    }
+                    continue; // it changed under us: read again
+                }
+                let empty_rv = if taken.is_empty() {
+                    p.metadata.resource_version.clone()
+                } else {
+                    None
+                };
+                (PoolView::new(pool.range.clone(), taken), empty_rv)
             }
         };
-        pool.spec.allocations.insert(
-            offset.to_string(),
-            IpAllocation {
-                id: owner.container_id.clone(),
-                podref: owner.podref.clone(),
-                ifname: owner.ifname.clone(),
-            },
-        );
-        match store.put(namespace, &pool).await.map_err(Error::Store)? {
-            Cas::Done => {
-                tracing::info!(
-                    "{chooser} {} for {}; committed to IPPool {namespace}/{name}",
-                    range.address(offset),
-                    owner.podref
-                );
-                return Ok(Lease {
-                    address: range.address(offset),
-                    pool: name,
-                });
+
+        let (offset, chooser, mut view) = choose(&choice, view, &pool.range).await?;
+        let requested = matches!(choice, Choice::Requested(_));
+
+        if conf.overlapping {
+            let ip = pool.range.address(offset).ip();
+            match claim(store, conf, namespace, ip, owner).await? {
+                Claim::Mine => {}
+                Claim::Held(by) if requested => {
+                    return Err(Error::Unavailable {
+                        ip,
+                        why: format!(
+                            "it is reserved for {by} (OverlappingRangeIPReservation \
+                             {namespace}/{}: an overlapping range holds it)",
+                            conf.reservation_name(ip)
+                        ),
+                    });
+                }
+                Claim::Held(by) => {
+                    view.take(offset, &by);
+                    read = Some((view, empty_rv));
+                    continue;
+                }
             }
-            Cas::Conflict => tracing::info!("IPPool {name}: lost a write race, attempt {attempt}"),
         }
+        if conf.sleep_for_race > 0 {
+            tokio::time::sleep(Duration::from_secs(conf.sleep_for_race.into())).await;
+        }
+        let w = store
+            .insert(namespace, &pool.name, offset, &entry, empty_rv.as_deref())
+            .await
+            .map_err(store_err)?;
+        if w == Write::Done {
+            tracing::info!(
+                "{chooser} {} for {}; recorded in IPPool {namespace}/{}",
+                pool.range.address(offset),
+                owner.podref,
+                pool.name
+            );
+            return Ok(lease(offset));
+        }
+        // Another writer recorded this offset first (or the pool changed while it was empty).
+        if conf.overlapping {
+            let ip = pool.range.address(offset).ip();
+            unreserve(store, namespace, &conf.reservation_name(ip), owner)
+                .await
+                .map_err(Error::widen)?;
+        }
+        lost += 1;
+        tracing::info!(
+            "IPPool {}: offset {offset} went to another writer (attempt {attempt})",
+            pool.name
+        );
+        if empty_rv.is_some() {
+            backoff(attempt).await;
+        } else if !requested && w == Write::Changed && !lost.is_multiple_of(REREAD_AFTER) {
+            view.take(offset, "another writer");
+            read = Some((view, None));
+        }
+        // Otherwise read again (a requested address then reports its holder).
     }
     Err(Error::Conflict {
-        pool: name,
+        pool: pool.name.clone(),
         attempts: MAX_ATTEMPTS,
     })
 }
 
-/// Who the IPPool of `conf`'s range records as holding `ip` (`None`: nobody, or no pool).
-pub async fn holder<S: PoolStore>(
+/// The offset to try, who chose it (for the log), and the view back.
+async fn choose<P: Proposer>(
+    choice: &Choice<'_, P>,
+    view: PoolView,
+    range: &super::Range,
+) -> Result<(u64, String, PoolView), Error<P::Error>> {
+    match choice {
+        Choice::Requested(ip) => {
+            let unavailable = |why: String| Error::Unavailable { ip: *ip, why };
+            let o = range
+                .offset_of(*ip)
+                .ok_or_else(|| unavailable(format!("it is outside {}", range.cidr())))?;
+            if !view.is_free(o) {
+                return Err(unavailable(match view.owner_of(o) {
+                    Some(holder) => format!("it is allocated to {holder}"),
+                    None => "it is reserved or excluded in this range".into(),
+                }));
+            }
+            Ok((o, "the pod requested".to_string(), view))
+        }
+        Choice::Proposed(p) => {
+            let (answer, view) = p.propose(view).await.map_err(Error::Proposer)?;
+            let offset = match answer {
+                Proposal::Offset(o) => o,
+                Proposal::Exhausted => {
+                    return Err(Error::Exhausted {
+                        range: range.cidr(),
+                    });
+                }
+            };
+            if !view.is_free(offset) {
+                let why = match view.owner_of(offset) {
+                    Some(holder) => format!(
+                        "offset {offset} ({}) is already allocated to {holder}",
+                        range.address(offset)
+                    ),
+                    None if offset > range.last_offset() => {
+                        format!("offset {offset} is outside {}", range.cidr())
+                    }
+                    None => format!(
+                        "offset {offset} ({}) is reserved or excluded",
+                        range.address(offset)
+                    ),
+                };
+                return Err(Error::InvalidProposal {
+                    by: p.describe(),
+                    why,
+                });
+            }
+            Ok((offset, format!("{} proposed", p.describe()), view))
+        }
+    }
+}
+
+/// The outcome of claiming an address's reservation.
+enum Claim {
+    /// The reservation is `owner`'s (made now, or by an earlier attempt of the same owner).
+    Mine,
+    /// Someone else's: `namespace/name` of its pod.
+    Held(String),
+}
+
+/// Whether reservation `spec` is `owner`'s: the same container, or the same pod and interface
+/// (whereabouts v0.9.2 writes no container ID). An interface left empty matches any.
+fn is_mine(spec: &OverlappingRangeIPReservationSpec, owner: &Owner) -> bool {
+    let ifname = spec.ifname.is_empty() || owner.ifname.is_empty() || spec.ifname == owner.ifname;
+    let same_pod = owner
+        .podref
+        .split_once('/')
+        .is_some_and(|(ns, n)| !ns.is_empty() && !n.is_empty())
+        && spec.podref == owner.podref;
+    let same_container = !spec.containerid.is_empty() && spec.containerid == owner.container_id;
+    ifname && (same_pod || same_container)
+}
+
+/// Reserve `ip` for `owner` across ranges.
+async fn claim<S: PoolStore, E>(
     store: &S,
     conf: &IpamConf,
     namespace: &str,
     ip: IpAddr,
-) -> Result<Option<IpAllocation>, Error> {
-    let range = conf.range()?;
-    let Some(offset) = range.offset_of(ip) else {
-        return Ok(None);
+    owner: &Owner,
+) -> Result<Claim, Error<E>> {
+    let name = conf.reservation_name(ip);
+    let spec = OverlappingRangeIPReservationSpec {
+        containerid: owner.container_id.clone(),
+        podref: owner.podref.clone(),
+        ifname: owner.ifname.clone(),
     };
-    let pool = store
-        .get(namespace, &conf.pool_name(&range))
-        .await
-        .map_err(Error::Store)?;
-    Ok(pool.and_then(|p| offsets(&p.spec).remove(&offset)))
+    // A reservation deleted between our create and our read is retried a few times.
+    for _ in 0..3 {
+        if store
+            .reserve(namespace, &name, &spec)
+            .await
+            .map_err(Error::Store)?
+            == Write::Done
+        {
+            return Ok(Claim::Mine);
+        }
+        match store
+            .reservation(namespace, &name)
+            .await
+            .map_err(Error::Store)?
+        {
+            Some(r) if is_mine(&r.spec, owner) => return Ok(Claim::Mine),
+            Some(r) => return Ok(Claim::Held(r.spec.podref)),
+            None => continue,
+        }
+    }
+    Ok(Claim::Held(format!(
+        "a reservation {name} that keeps changing"
+    )))
 }
 
-/// Release `owner`'s addresses from the pools `pools` (all pools in `namespace` when `None`).
+/// An address `owner` already records: make sure its reservation exists too (an earlier
+/// attempt may have stopped between the two writes, or the pool predates reservations).
+async fn reserve_held<S: PoolStore, E>(
+    store: &S,
+    conf: &IpamConf,
+    namespace: &str,
+    pool: &PoolRef,
+    offset: u64,
+    owner: &Owner,
+) -> Result<(), Error<E>> {
+    if !conf.overlapping {
+        return Ok(());
+    }
+    let ip = pool.range.address(offset).ip();
+    if let Claim::Held(by) = claim(store, conf, namespace, ip, owner).await? {
+        tracing::warn!(
+            "{ip} is recorded for {} in IPPool {} but reserved for {by}: \
+             an overlapping range gave it twice before this call",
+            owner.podref,
+            pool.name
+        );
+    }
+    Ok(())
+}
+
+/// Delete reservation `name` if it is `owner`'s (and still the object we read).
+async fn unreserve<S: PoolStore>(
+    store: &S,
+    namespace: &str,
+    name: &str,
+    owner: &Owner,
+) -> Result<(), Error> {
+    let Some(r) = store
+        .reservation(namespace, name)
+        .await
+        .map_err(Error::Store)?
+    else {
+        return Ok(());
+    };
+    if !is_mine(&r.spec, owner) {
+        return Ok(());
+    }
+    let Some(uid) = r.metadata.uid.as_deref() else {
+        return Ok(());
+    };
+    store
+        .unreserve(namespace, name, uid)
+        .await
+        .map(drop)
+        .map_err(Error::Store)
+}
+
+/// Who `pool` records as holding `ip` (`None`: nobody, or no pool).
+pub async fn holder<S: PoolStore>(
+    store: &S,
+    pool: &PoolRef,
+    namespace: &str,
+    ip: IpAddr,
+) -> Result<Option<IpAllocation>, Error> {
+    let Some(offset) = pool.range.offset_of(ip) else {
+        return Ok(None);
+    };
+    let p = store
+        .get(namespace, &pool.name)
+        .await
+        .map_err(Error::Store)?;
+    Ok(p.and_then(|p| offsets(&p.spec).remove(&offset)))
+}
+
+/// Release `owner`'s addresses from the pools `pools` (all pools in `namespace` when `None`),
+/// and their reservations.
 ///
-/// Guarantees: on `Ok`, no pool named records an allocation `owner` holds. Absent pools and
-/// absent allocations are success: DEL is idempotent. Errors: [`Error::Conflict`] after
-/// [`MAX_ATTEMPTS`] lost races, [`Error::Store`] (retryable when unreachable).
+/// Guarantees: on `Ok`, no pool named records an allocation `owner` holds, and no reservation
+/// of a released address is left for `owner` (the reservation's name is derived from the
+/// pool's name and range, so this works when the NAD is gone). Absent pools and absent
+/// allocations are success: DEL is idempotent. Errors: [`Error::Store`] (retryable when
+/// unreachable).
 pub async fn release<S: PoolStore>(
     store: &S,
     namespace: &str,
@@ -183,29 +392,33 @@ pub async fn release<S: PoolStore>(
             .collect(),
     };
     for name in names {
-        let mut attempt = 0;
-        loop {
-            let Some(mut pool) = store.get(namespace, &name).await.map_err(Error::Store)? else {
-                break;
+        let Some(pool) = store.get(namespace, &name).await.map_err(Error::Store)? else {
+            continue;
+        };
+        let net: Option<ipnetwork::IpNetwork> = pool.spec.range.parse().ok();
+        let network = conf::network_of(&name, &pool.spec.range);
+        for (o, a) in offsets(&pool.spec) {
+            if !owner.holds(&a) {
+                continue;
+            }
+            let w = store
+                .remove(namespace, &name, o, &a.id)
+                .await
+                .map_err(Error::Store)?;
+            // Changed: re-owned by a new sandbox of the pod meanwhile; not ours to free.
+            if w != Write::Done {
+                continue;
+            }
+            let Some(ip) = net.and_then(|n| range::at(n, o)) else {
+                continue;
             };
-            let before = pool.spec.allocations.len();
-            pool.spec.allocations.retain(|_, a| !owner.holds(a));
-            if pool.spec.allocations.len() == before {
-                break;
-            }
-            match store.put(namespace, &pool).await.map_err(Error::Store)? {
-                Cas::Done => break,
-                Cas::Conflict if attempt + 1 < MAX_ATTEMPTS => {
-                    attempt += 1;
-                    backoff(attempt).await;
-                }
-                Cas::Conflict => {
-                    return Err(Error::Conflict {
-                        pool: name,
-                        attempts: MAX_ATTEMPTS,
-                    });
-                }
-            }
+            let holder = Owner {
+                container_id: a.id.clone(),
+                ifname: a.ifname.clone(),
+                podref: a.podref.clone(),
+            };
+            let rname = conf::reservation_name(network.as_deref(), ip.ip());
+            unreserve(store, namespace, &rname, &holder).await?;
         }
     }
     Ok(())
@@ -222,35 +435,52 @@ async fn backoff(attempt: u32) {
 
 #[cfg(test)]
 mod tests {
-    //! The CAS loop over a fake store: conflicts, exhaustion, the retry budget, and an
-    //! idempotent retry after a write whose response was lost.
+    //! The commit loop over a fake store: lost races, the retry budget, exhaustion, a lost
+    //! response, reservations across overlapping ranges (and whereabouts' own), the pod that
+    //! comes back with a new sandbox, and releases.
 
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
     use crate::ipam::LowestFree;
-    use crate::k8s;
+    use crate::k8s::{self, IPPool, OverlappingRangeIPReservation};
 
-    /// An in-memory pool store with the API server's resourceVersion semantics and faults to
-    /// inject: the next `conflicts` writes lose a race to another writer (who takes the lowest
-    /// free offset), and the next `lost` writes are applied but answer with a transport error.
+    /// An in-memory store with the API server's semantics for each conditional write, and
+    /// faults to inject: the next `steal` inserts lose their offset to another writer who
+    /// records it first, and the next `lost` inserts are applied but answer a transport error.
     #[derive(Default)]
     struct FakeStore {
         pools: Mutex<BTreeMap<String, IPPool>>,
+        orips: Mutex<BTreeMap<String, OverlappingRangeIPReservation>>,
         version: AtomicU32,
-        conflicts: AtomicU32,
+        steal: AtomicU32,
         lost: AtomicU32,
-        puts: AtomicU32,
+        inserts: AtomicU32,
+        gets: AtomicU32,
     }
 
     impl FakeStore {
         fn entries(&self, name: &str) -> BTreeMap<String, IpAllocation> {
             self.pools.lock().unwrap()[name].spec.allocations.clone()
         }
-        fn bump(&self, pool: &mut IPPool) {
-            let v = self.version.fetch_add(1, Ordering::SeqCst) + 1;
-            pool.metadata.resource_version = Some(v.to_string());
+        fn orip(&self, name: &str) -> Option<OverlappingRangeIPReservationSpec> {
+            self.orips.lock().unwrap().get(name).map(|r| r.spec.clone())
+        }
+        fn next(&self) -> String {
+            (self.version.fetch_add(1, Ordering::SeqCst) + 1).to_string()
+        }
+        /// A reservation someone else (e.g. whereabouts, which writes no container ID) made.
+        fn reserved_by_other(&self, name: &str, podref: &str) {
+            let mut r = OverlappingRangeIPReservation::new(
+                name,
+                OverlappingRangeIPReservationSpec {
+                    podref: podref.into(),
+                    ..Default::default()
+                },
+            );
+            r.metadata.uid = Some(self.next());
+            self.orips.lock().unwrap().insert(name.into(), r);
         }
     }
 
@@ -263,47 +493,135 @@ mod tests {
 
     impl PoolStore for FakeStore {
         async fn get(&self, _: &str, name: &str) -> Result<Option<IPPool>, k8s::Error> {
+            self.gets.fetch_add(1, Ordering::SeqCst);
             Ok(self.pools.lock().unwrap().get(name).cloned())
         }
-        async fn put(&self, _: &str, pool: &IPPool) -> Result<Cas, k8s::Error> {
-            self.puts.fetch_add(1, Ordering::SeqCst);
-            let name = pool.metadata.name.clone().unwrap();
+        async fn create(&self, _: &str, name: &str, range: &str) -> Result<(), k8s::Error> {
             let mut pools = self.pools.lock().unwrap();
-            let stored = pools
-                .get(&name)
-                .and_then(|p| p.metadata.resource_version.clone());
-            if stored != pool.metadata.resource_version {
-                return Ok(Cas::Conflict);
+            if !pools.contains_key(name) {
+                let mut p = IPPool::new(
+                    name,
+                    IPPoolSpec {
+                        range: range.into(),
+                        allocations: BTreeMap::new(),
+                    },
+                );
+                p.metadata.resource_version = Some(self.next());
+                pools.insert(name.into(), p);
             }
-            if self.conflicts.load(Ordering::SeqCst) > 0 {
-                self.conflicts.fetch_sub(1, Ordering::SeqCst);
-                // Another node won: it wrote the pool first, taking an address.
-                let mut other = pools.get(&name).cloned().unwrap_or_else(|| {
-                    let mut fresh = pool.clone();
-                    fresh.spec.allocations.clear();
-                    fresh
-                });
-                let taken: Vec<u64> = offsets(&other.spec).into_keys().collect();
-                let o = (1..).find(|o| !taken.contains(o)).unwrap();
-                other
-                    .spec
+            Ok(())
+        }
+        async fn insert(
+            &self,
+            _: &str,
+            name: &str,
+            offset: u64,
+            entry: &IpAllocation,
+            rv_if_empty: Option<&str>,
+        ) -> Result<Write, k8s::Error> {
+            self.inserts.fetch_add(1, Ordering::SeqCst);
+            let mut pools = self.pools.lock().unwrap();
+            let Some(p) = pools.get_mut(name) else {
+                return Ok(Write::Absent);
+            };
+            if self.steal.load(Ordering::SeqCst) > 0 {
+                self.steal.fetch_sub(1, Ordering::SeqCst);
+                p.spec
                     .allocations
-                    .insert(o.to_string(), alloc("other-node"));
-                self.bump(&mut other);
-                pools.insert(name, other);
-                return Ok(Cas::Conflict);
+                    .insert(offset.to_string(), alloc("other-node"));
+                p.metadata.resource_version = Some(self.next());
+                return Ok(Write::Changed);
             }
-            let mut p = pool.clone();
-            self.bump(&mut p);
-            pools.insert(name, p);
+            let key = offset.to_string();
+            let ok = match rv_if_empty {
+                Some(rv) => p.metadata.resource_version.as_deref() == Some(rv),
+                None => !p.spec.allocations.contains_key(&key),
+            };
+            if !ok {
+                return Ok(Write::Changed);
+            }
+            p.spec.allocations.insert(key, entry.clone());
+            p.metadata.resource_version = Some(self.next());
             if self.lost.load(Ordering::SeqCst) > 0 {
                 self.lost.fetch_sub(1, Ordering::SeqCst);
                 return Err(lost());
             }
-            Ok(Cas::Done)
+            Ok(Write::Done)
+        }
+        async fn remove(
+            &self,
+            _: &str,
+            name: &str,
+            offset: u64,
+            id: &str,
+        ) -> Result<Write, k8s::Error> {
+            let mut pools = self.pools.lock().unwrap();
+            let Some(p) = pools.get_mut(name) else {
+                return Ok(Write::Absent);
+            };
+            let key = offset.to_string();
+            if p.spec.allocations.get(&key).is_none_or(|a| a.id != id) {
+                return Ok(Write::Changed);
+            }
+            p.spec.allocations.remove(&key);
+            Ok(Write::Done)
+        }
+        async fn rehome(
+            &self,
+            _: &str,
+            name: &str,
+            offset: u64,
+            from: &str,
+            to: &str,
+        ) -> Result<Write, k8s::Error> {
+            let mut pools = self.pools.lock().unwrap();
+            let Some(a) = pools
+                .get_mut(name)
+                .and_then(|p| p.spec.allocations.get_mut(&offset.to_string()))
+            else {
+                return Ok(Write::Absent);
+            };
+            if a.id != from {
+                return Ok(Write::Changed);
+            }
+            a.id = to.into();
+            Ok(Write::Done)
         }
         async fn list(&self, _: &str) -> Result<Vec<IPPool>, k8s::Error> {
             Ok(self.pools.lock().unwrap().values().cloned().collect())
+        }
+        async fn reservation(
+            &self,
+            _: &str,
+            name: &str,
+        ) -> Result<Option<OverlappingRangeIPReservation>, k8s::Error> {
+            Ok(self.orips.lock().unwrap().get(name).cloned())
+        }
+        async fn reserve(
+            &self,
+            _: &str,
+            name: &str,
+            spec: &OverlappingRangeIPReservationSpec,
+        ) -> Result<Write, k8s::Error> {
+            let mut orips = self.orips.lock().unwrap();
+            if orips.contains_key(name) {
+                return Ok(Write::Changed);
+            }
+            let mut r = OverlappingRangeIPReservation::new(name, spec.clone());
+            r.metadata.uid = Some(self.next());
+            orips.insert(name.into(), r);
+            Ok(Write::Done)
+        }
+        async fn unreserve(&self, _: &str, name: &str, uid: &str) -> Result<Write, k8s::Error> {
+            let mut orips = self.orips.lock().unwrap();
+            match orips.get(name) {
+                None => Ok(Write::Absent),
+                Some(r) if r.metadata.uid.as_deref() != Some(uid) => Ok(Write::Changed),
+                Some(_) => {
+                    orips.remove(name);
+                    Ok(Write::Done)
+                }
+            }
         }
     }
 
@@ -327,46 +645,67 @@ mod tests {
         }
     }
 
+    async fn alloc_as(
+        store: &FakeStore,
+        c: &IpamConf,
+        o: &Owner,
+        choice: Choice<'_, LowestFree>,
+    ) -> Result<Lease, Error> {
+        allocate(store, c, &c.pools().unwrap()[0], "kube-system", o, choice).await
+    }
+
     async fn add(store: &FakeStore, c: &IpamConf, id: &str) -> Result<Lease, Error> {
-        allocate(
-            store,
-            c,
-            "kube-system",
-            &owner(id),
-            Choice::Proposed(&LowestFree),
-        )
-        .await
+        alloc_as(store, c, &owner(id), Choice::Proposed(&LowestFree)).await
     }
 
     #[tokio::test]
-    async fn lost_races_are_retried_over_the_winners_state() {
+    async fn lost_races_move_on_to_the_next_address_without_reading_again() {
         let store = FakeStore::default();
         let c = conf("10.0.0.0/24");
-        store.conflicts.store(3, Ordering::SeqCst);
+        add(&store, &c, "first").await.unwrap();
+        let gets = store.gets.load(Ordering::SeqCst);
+        store.steal.store(3, Ordering::SeqCst);
         let lease = add(&store, &c, "a").await.unwrap();
-        // Three other writers took .1, .2, .3 while we retried: we got .4, and nobody twice.
-        assert_eq!(lease.address.to_string(), "10.0.0.4/24");
+        // Three other writers took .2, .3, .4 while we tried them: we got .5, nobody twice,
+        // one read of the pool, and the losers' reservations were given back.
+        assert_eq!(lease.address.to_string(), "10.0.0.5/24");
         let entries = store.entries("10.0.0.0-24");
-        assert_eq!(entries.len(), 4);
-        assert_eq!(entries["4"].id, "a");
-        assert_eq!(store.puts.load(Ordering::SeqCst), 4);
+        assert_eq!(entries.len(), 5);
+        assert_eq!(entries["5"].id, "a");
+        assert_eq!(store.gets.load(Ordering::SeqCst) - gets, 1);
+        for lost in 2..=4 {
+            assert_eq!(store.orip(&format!("10.0.0.{lost}")), None);
+        }
+        assert_eq!(store.orip("10.0.0.5").unwrap().containerid, "a");
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn the_retry_budget_ends_in_a_retryable_conflict() {
         let store = FakeStore::default();
-        let c = conf("10.0.0.0/24");
-        store.conflicts.store(MAX_ATTEMPTS, Ordering::SeqCst);
+        let c = conf("10.0.0.0/16");
+        add(&store, &c, "first").await.unwrap();
+        store.steal.store(MAX_ATTEMPTS, Ordering::SeqCst);
         let e = add(&store, &c, "a").await.unwrap_err();
         assert!(
             matches!(e, Error::Conflict { attempts, .. } if attempts == MAX_ATTEMPTS),
             "{e}"
         );
-        assert_eq!(store.puts.load(Ordering::SeqCst), MAX_ATTEMPTS);
         assert!(
-            store.entries("10.0.0.0-24").values().all(|a| a.id != "a"),
+            store.entries("10.0.0.0-16").values().all(|a| a.id != "a"),
             "nothing recorded for the loser"
         );
+        assert!(
+            store
+                .orips
+                .lock()
+                .unwrap()
+                .values()
+                .all(|r| r.spec.containerid != "a"),
+            "and nothing reserved"
+        );
+        // Re-read once per REREAD_AFTER losses, not once per loss.
+        let gets = store.gets.load(Ordering::SeqCst);
+        assert!(gets <= 2 + MAX_ATTEMPTS / REREAD_AFTER, "{gets} reads");
     }
 
     #[tokio::test]
@@ -375,10 +714,10 @@ mod tests {
         let c = conf("10.0.0.0/30");
         add(&store, &c, "a").await.unwrap();
         add(&store, &c, "b").await.unwrap();
-        let puts = store.puts.load(Ordering::SeqCst);
+        let inserts = store.inserts.load(Ordering::SeqCst);
         let e = add(&store, &c, "c").await.unwrap_err();
         assert!(matches!(e, Error::Exhausted { .. }), "{e}");
-        assert_eq!(store.puts.load(Ordering::SeqCst), puts);
+        assert_eq!(store.inserts.load(Ordering::SeqCst), inserts);
     }
 
     #[tokio::test]
@@ -395,13 +734,114 @@ mod tests {
         // and no second entry is made.
         let lease = add(&store, &c, "a").await.unwrap();
         assert_eq!(lease.address.to_string(), "10.0.0.1/24");
-        let entries = store.entries("10.0.0.0-24");
-        assert_eq!(entries.len(), 1);
+        assert_eq!(store.entries("10.0.0.0-24").len(), 1);
         // The next pod does not get it.
         assert_eq!(
             add(&store, &c, "b").await.unwrap().address.to_string(),
             "10.0.0.2/24"
         );
+    }
+
+    #[tokio::test]
+    async fn overlapping_ranges_never_give_an_address_twice_unless_disabled() {
+        let store = FakeStore::default();
+        let wide = conf("10.0.0.0/22");
+        let narrow = conf("10.0.1.0/24");
+        // .1.0 is offset 256 of the /22; the narrow range's lowest free is .1.1.
+        let a = alloc_as(
+            &store,
+            &wide,
+            &owner("a"),
+            Choice::Requested("10.0.1.1".parse().unwrap()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(a.address.to_string(), "10.0.1.1/22");
+        let b = add(&store, &narrow, "b").await.unwrap();
+        assert_eq!(
+            b.address.to_string(),
+            "10.0.1.2/24",
+            "the /22's reservation is honoured"
+        );
+        let e = alloc_as(
+            &store,
+            &narrow,
+            &owner("c"),
+            Choice::Requested("10.0.1.1".parse().unwrap()),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("reserved for default/a"), "{e}");
+        // With enable_overlapping_ranges: false each pool stands alone, as in whereabouts:
+        // the narrow pool gives .1.1 although the /22 holds it.
+        let mut apart = narrow.clone();
+        apart.overlapping = false;
+        let d = add(&store, &apart, "d").await.unwrap();
+        assert_eq!(d.address.to_string(), "10.0.1.1/24");
+    }
+
+    #[tokio::test]
+    async fn a_whereabouts_reservation_is_honoured_and_left_alone() {
+        let store = FakeStore::default();
+        let c = conf("10.0.0.0/24");
+        store.reserved_by_other("10.0.0.1", "other/wb-pod");
+        let a = add(&store, &c, "a").await.unwrap();
+        assert_eq!(a.address.to_string(), "10.0.0.2/24");
+        release(&store, "kube-system", None, &owner("a"))
+            .await
+            .unwrap();
+        assert_eq!(store.orip("10.0.0.2"), None, "ours released");
+        assert_eq!(store.orip("10.0.0.1").unwrap().podref, "other/wb-pod");
+    }
+
+    #[tokio::test]
+    async fn a_reservation_left_by_an_earlier_attempt_is_reused() {
+        let store = FakeStore::default();
+        let c = conf("10.0.0.0/24");
+        // An earlier ADD of this pod reserved .1 and died before recording it.
+        store.reserved_by_other("10.0.0.1", "default/a");
+        let a = add(&store, &c, "a").await.unwrap();
+        assert_eq!(a.address.to_string(), "10.0.0.1/24");
+        assert_eq!(store.entries("10.0.0.0-24")["1"].id, "a");
+    }
+
+    #[tokio::test]
+    async fn a_pod_back_with_a_new_sandbox_keeps_its_address() {
+        let store = FakeStore::default();
+        let c = conf("10.0.0.0/24");
+        add(&store, &c, "x").await.unwrap();
+        let old = Owner {
+            container_id: "sandbox-1".into(),
+            ifname: "net1".into(),
+            podref: "default/web-0".into(),
+        };
+        let first = alloc_as(&store, &c, &old, Choice::Proposed(&LowestFree))
+            .await
+            .unwrap();
+        let new = Owner {
+            container_id: "sandbox-2".into(),
+            ..old.clone()
+        };
+        let again = alloc_as(&store, &c, &new, Choice::Proposed(&LowestFree))
+            .await
+            .unwrap();
+        assert_eq!(first, again);
+        assert_eq!(store.entries("10.0.0.0-24")["2"].id, "sandbox-2");
+        // The old sandbox's late DEL frees nothing; the new one's frees the address.
+        release(&store, "kube-system", None, &old).await.unwrap();
+        assert_eq!(store.entries("10.0.0.0-24").len(), 2);
+        release(&store, "kube-system", None, &new).await.unwrap();
+        assert_eq!(store.entries("10.0.0.0-24").len(), 1);
+        assert_eq!(store.orip("10.0.0.2"), None);
+        // Another interface of the same pod is another allocation.
+        let other_if = Owner {
+            ifname: "net2".into(),
+            ..new.clone()
+        };
+        let n2 = alloc_as(&store, &c, &other_if, Choice::Proposed(&LowestFree))
+            .await
+            .unwrap();
+        assert_eq!(n2.address.to_string(), "10.0.0.2/24");
     }
 
     /// A proposer that names a fixed offset, right or wrong.
@@ -419,6 +859,18 @@ mod tests {
         }
     }
 
+    async fn fixed(store: &FakeStore, c: &IpamConf, id: &str, o: u64) -> Result<Lease, Error> {
+        allocate(
+            store,
+            c,
+            &c.pools().unwrap()[0],
+            "ns",
+            &owner(id),
+            Choice::Proposed(&Fixed(o)),
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn a_proposal_that_is_not_free_is_refused_naming_the_proposer() {
         let store = FakeStore::default();
@@ -429,15 +881,7 @@ mod tests {
             (0, "reserved or excluded"),
             (300, "outside 10.0.0.0/24"),
         ] {
-            let e = allocate(
-                &store,
-                &c,
-                "ns",
-                &owner("b"),
-                Choice::Proposed(&Fixed(offset)),
-            )
-            .await
-            .unwrap_err();
+            let e = fixed(&store, &c, "b", offset).await.unwrap_err();
             let text = e.to_string();
             assert!(
                 matches!(&e, Error::InvalidProposal { by, .. } if by == &format!("fixed {offset}"))
@@ -453,25 +897,13 @@ mod tests {
         let store = FakeStore::default();
         let c = conf("10.0.0.0/24");
         let want: IpAddr = "10.0.0.9".parse().unwrap();
-        let l = allocate(
-            &store,
-            &c,
-            "ns",
-            &owner("a"),
-            Choice::<LowestFree>::Requested(want),
-        )
-        .await
-        .unwrap();
+        let l = alloc_as(&store, &c, &owner("a"), Choice::Requested(want))
+            .await
+            .unwrap();
         assert_eq!(l.address.ip(), want);
-        let e = allocate(
-            &store,
-            &c,
-            "ns",
-            &owner("b"),
-            Choice::<LowestFree>::Requested(want),
-        )
-        .await
-        .unwrap_err();
+        let e = alloc_as(&store, &c, &owner("b"), Choice::Requested(want))
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("10.0.0.9"), "{e}");
         assert!(format!("{e:?}").contains("default/a"), "{e:?}");
     }
@@ -488,43 +920,55 @@ mod tests {
             "10.0.0.2/24"
         );
         // a policy proposing it is refused,
-        let e = allocate(&store, &c, "ns", &owner("b"), Choice::Proposed(&Fixed(1)))
-            .await
-            .unwrap_err();
+        let e = fixed(&store, &c, "b", 1).await.unwrap_err();
         assert!(
             matches!(&e, Error::InvalidProposal { why, .. } if why.contains("10.0.0.1")),
             "{e}"
         );
         // and so is a pod asking for it.
         let gw: IpAddr = "10.0.0.1".parse().unwrap();
-        let e = allocate(
-            &store,
-            &c,
-            "ns",
-            &owner("c"),
-            Choice::<LowestFree>::Requested(gw),
-        )
-        .await
-        .unwrap_err();
+        let e = alloc_as(&store, &c, &owner("c"), Choice::Requested(gw))
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::Unavailable { .. }), "{e}");
         assert!(store.entries("10.0.0.0-24").keys().all(|k| k != "1"));
     }
 
     #[tokio::test]
-    async fn release_is_idempotent_and_retries_conflicts() {
+    async fn release_is_idempotent_and_frees_the_reservation() {
         let store = FakeStore::default();
         let c = conf("10.0.0.0/24");
         add(&store, &c, "a").await.unwrap();
         add(&store, &c, "b").await.unwrap();
-        store.conflicts.store(2, Ordering::SeqCst);
+        assert!(store.orip("10.0.0.1").is_some());
         release(&store, "ns", None, &owner("a")).await.unwrap();
         let left = store.entries("10.0.0.0-24");
         assert!(left.values().all(|a| a.id != "a"), "{left:?}");
         assert!(left.values().any(|a| a.id == "b"));
+        assert_eq!(store.orip("10.0.0.1"), None);
+        assert!(store.orip("10.0.0.2").is_some());
         // Again, and on a pool that does not exist: both success.
         release(&store, "ns", None, &owner("a")).await.unwrap();
         release(&store, "ns", Some(&["nope".into()]), &owner("a"))
             .await
             .unwrap();
+        // The freed address is the next one given.
+        assert_eq!(
+            add(&store, &c, "c").await.unwrap().address.to_string(),
+            "10.0.0.1/24"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_named_network_prefixes_pool_and_reservation_and_release_finds_both() {
+        let store = FakeStore::default();
+        let c = IpamConf::parse(&serde_json::json!({
+            "type": "whereabouts", "range": "fd00::/120", "network_name": "blue"}))
+        .unwrap();
+        let a = add(&store, &c, "a").await.unwrap();
+        assert_eq!(a.pool, "blue-fd00---120");
+        assert!(store.orip("blue-fd00--1").is_some());
+        release(&store, "ns", None, &owner("a")).await.unwrap();
+        assert_eq!(store.orip("blue-fd00--1"), None);
     }
 }

@@ -6,6 +6,7 @@
 
 mod choose;
 mod commit;
+mod conf;
 mod range;
 mod store;
 mod view;
@@ -13,14 +14,11 @@ mod view;
 use std::convert::Infallible;
 use std::net::IpAddr;
 
-use serde::Deserialize;
-use serde_json::Value;
-
-use crate::config::GuestRef;
 use crate::k8s::{self, IpAllocation};
 
 pub use choose::{Choice, LowestFree, Proposal, Proposer};
 pub use commit::{MAX_ATTEMPTS, allocate, holder, release};
+pub use conf::{IpamConf, PoolRef, RangeConf, StaticAddress, pool_name, reservation_name};
 pub use range::Range;
 pub use store::PoolStore;
 pub use view::PoolView;
@@ -88,75 +86,9 @@ impl Error {
     }
 }
 
-/// The `ipam` section of a NAD's plugin config, in whereabouts' keys plus `policy`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct IpamConf {
-    /// `type`: "whereabouts" (or "wasmcni").
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// `range`: CIDR, or `first-last/prefix`.
-    pub range: String,
-    /// `range_start`.
-    #[serde(default)]
-    pub range_start: Option<IpAddr>,
-    /// `range_end`.
-    #[serde(default)]
-    pub range_end: Option<IpAddr>,
-    /// `exclude`: CIDRs never handed out.
-    #[serde(default)]
-    pub exclude: Vec<String>,
-    /// `gateway`: reported in the result and used for routes without their own.
-    #[serde(default)]
-    pub gateway: Option<IpAddr>,
-    /// `routes`.
-    #[serde(default)]
-    pub routes: Vec<crate::cni::types::Route>,
-    /// `network_name`: prefixes the IPPool name, so equal ranges of different networks do not share a pool.
-    #[serde(default)]
-    pub network_name: Option<String>,
-    /// `policy`: the guest that proposes addresses (default: lowest-free, whereabouts' choice).
-    #[serde(default)]
-    pub policy: Option<GuestRef>,
-}
-
 /// The IPAM types handled in-process.
 pub fn is_builtin(ipam_type: &str) -> bool {
     matches!(ipam_type, "whereabouts" | "wasmcni")
-}
-
-impl IpamConf {
-    /// Parse a plugin config's `ipam` object.
-    pub fn parse(v: &Value) -> Result<Self, Error> {
-        serde_json::from_value(v.clone()).map_err(|e| Error::Config { why: e.to_string() })
-    }
-
-    /// The parsed range, with the gateway never allocatable. (Whereabouts v0.9.2 hands out the
-    /// gateway unless `exclude` lists it — its `IterateForAssignment` skips only reservations and
-    /// exclusions; wasmcni never commits it, whoever proposes it.)
-    pub fn range(&self) -> Result<Range, Error> {
-        let r = Range::parse(&self.range, self.range_start, self.range_end, &self.exclude)
-            .map_err(|why| Error::Config { why })?;
-        Ok(match self.gateway {
-            Some(gw) => r.reserving(gw),
-            None => r,
-        })
-    }
-
-    /// The guest that picks addresses.
-    pub fn policy(&self) -> GuestRef {
-        self.policy
-            .clone()
-            .unwrap_or_else(|| GuestRef::builtin("lowest-free"))
-    }
-
-    /// The IPPool's name, as whereabouts derives it from the range.
-    pub fn pool_name(&self, range: &Range) -> String {
-        let normalized = range.cidr().replace([':', '/'], "-");
-        match &self.network_name {
-            Some(n) if !n.is_empty() => format!("{n}-{normalized}"),
-            _ => normalized,
-        }
-    }
 }
 
 /// Who holds an address: whereabouts matches releases on container ID and interface.
@@ -175,6 +107,17 @@ impl Owner {
     pub fn holds(&self, a: &IpAllocation) -> bool {
         a.id == self.container_id
             && (self.ifname.is_empty() || a.ifname.is_empty() || a.ifname == self.ifname)
+    }
+
+    /// Whether `a` is this pod's interface under another (earlier) container: whereabouts
+    /// hands the same address back to a pod that returns with a new sandbox (podref and
+    /// ifname equal), so a StatefulSet pod keeps its address across restarts.
+    pub fn same_pod_interface(&self, a: &IpAllocation) -> bool {
+        let named = self
+            .podref
+            .split_once('/')
+            .is_some_and(|(ns, n)| !ns.is_empty() && !n.is_empty());
+        named && !self.ifname.is_empty() && a.podref == self.podref && a.ifname == self.ifname
     }
 }
 

@@ -203,13 +203,21 @@ impl Range {
 
     /// The address at `offset`, with the range's prefix length.
     pub fn address(&self, offset: u64) -> IpNetwork {
-        let v = to_u128(self.net.network()) + u128::from(offset);
-        let ip = match self.net {
-            IpNetwork::V4(_) => IpAddr::V4(Ipv4Addr::from(v as u32)),
-            IpNetwork::V6(_) => IpAddr::V6(Ipv6Addr::from(v)),
-        };
-        IpNetwork::new(ip, self.net.prefix()).expect("prefix of a valid network")
+        at(self.net, offset).expect("offsets of a range are inside its network")
     }
+}
+
+/// The address at `offset` of network `net` (as a pool's `spec.range` names it), with its
+/// prefix length; `None` outside the network.
+pub fn at(net: IpNetwork, offset: u64) -> Option<IpNetwork> {
+    let v = to_u128(net.network()).checked_add(u128::from(offset))?;
+    let ip = match net {
+        IpNetwork::V4(_) => IpAddr::V4(Ipv4Addr::from(u32::try_from(v).ok()?)),
+        IpNetwork::V6(_) => IpAddr::V6(Ipv6Addr::from(v)),
+    };
+    IpNetwork::new(ip, net.prefix())
+        .ok()
+        .filter(|a| net.contains(a.ip()))
 }
 
 /// `intervals` sorted and merged: overlapping or adjacent ones become one.

@@ -60,6 +60,16 @@ impl PoolView {
         }
     }
 
+    /// Mark `offset` taken by someone this view was not read with (a writer that got there
+    /// first, or a reservation from an overlapping range).
+    pub fn take(&mut self, offset: u64, by: &str) {
+        self.taken.entry(offset).or_insert_with(|| IpAllocation {
+            id: String::new(),
+            podref: by.to_string(),
+            ifname: String::new(),
+        });
+    }
+
     /// `namespace/name` of the pod holding `offset`.
     pub fn owner_of(&self, offset: u64) -> Option<String> {
         self.taken.get(&offset).map(|a| a.podref.clone())

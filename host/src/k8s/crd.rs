@@ -50,3 +50,25 @@ pub struct IpAllocation {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub ifname: String,
 }
+
+/// Whereabouts' OverlappingRangeIPReservation (whereabouts.cni.cncf.io/v1alpha1): one object
+/// per address, named after it, so an address is held once across every range that contains it.
+/// Creating one is the atomic claim: the API server lets only one create of a name succeed.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "whereabouts.cni.cncf.io",
+    version = "v1alpha1",
+    kind = "OverlappingRangeIPReservation",
+    namespaced,
+    schema = "disabled"
+)]
+pub struct OverlappingRangeIPReservationSpec {
+    /// `containerid` (whereabouts v0.9.2 leaves it empty; wasmcni fills it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub containerid: String,
+    /// `podref`: `namespace/name` of the pod.
+    pub podref: String,
+    /// `ifname`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ifname: String,
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client as KubeClient, Config};
 
@@ -20,6 +20,7 @@ pub use names::{InvalidName, ObjectRef};
 
 pub use crd::{
     IPPool, IPPoolSpec, IpAllocation, NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec,
+    OverlappingRangeIPReservation, OverlappingRangeIPReservationSpec,
 };
 
 /// Per-request deadline. Short: a CNI call waits on it, and DEL must fail over to the cache.
@@ -116,13 +117,16 @@ pub struct Client {
     kube: KubeClient,
 }
 
-/// The outcome of a compare-and-swap write.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Cas {
-    /// Written.
+/// The outcome of a conditional write of one key or object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Applied.
     Done,
-    /// Someone else wrote first (409 Conflict / AlreadyExists): read again and retry.
-    Conflict,
+    /// Not applied: the condition failed (the key is taken or no longer ours, the object
+    /// exists, or changed).
+    Changed,
+    /// Not applied: the object does not exist.
+    Absent,
 }
 
 impl Client {
@@ -297,21 +301,174 @@ impl Client {
             .map_err(|e| Error::from_kube(format!("listing IPPools in {namespace}"), e))
     }
 
-    /// Write `pool`: create it when it has no resourceVersion, else replace it only if the
-    /// stored resourceVersion still matches (the API server's compare-and-swap).
-    pub async fn write_ip_pool(&self, namespace: &str, pool: &IPPool) -> Result<Cas, Error> {
-        let api: Api<IPPool> = Api::namespaced(self.kube.clone(), namespace);
-        let name = pool.metadata.name.clone().unwrap_or_default();
-        let res = if pool.metadata.resource_version.is_some() {
-            api.replace(&name, &PostParams::default(), pool).await
-        } else {
-            api.create(&PostParams::default(), pool).await
+    /// Record `entry` at `offset` of IPPool `name` only if no allocation is there: one JSON
+    /// patch whose `test` makes the API server refuse it when the key exists (the same guard
+    /// whereabouts puts on its `add`s). No resourceVersion precondition, so writers of other
+    /// offsets never conflict; the server applies the patch to the stored object atomically.
+    ///
+    /// `rv_if_empty`: the resourceVersion of a pool read with no allocations. Its
+    /// `spec.allocations` may be absent, so the whole map is written instead, guarded by that
+    /// version.
+    pub async fn insert_allocation(
+        &self,
+        namespace: &str,
+        name: &str,
+        offset: u64,
+        entry: &IpAllocation,
+        rv_if_empty: Option<&str>,
+    ) -> Result<Write, Error> {
+        let value = serde_json::to_value(entry).expect("IpAllocation serializes");
+        let ops = match rv_if_empty {
+            Some(rv) => serde_json::json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+                {"op": "add", "path": "/spec/allocations", "value": {offset.to_string(): value}},
+            ]),
+            None => serde_json::json!([
+                {"op": "test", "path": format!("/spec/allocations/{offset}"), "value": null},
+                {"op": "add", "path": format!("/spec/allocations/{offset}"), "value": value},
+            ]),
         };
-        match res {
-            Ok(_) => Ok(Cas::Done),
-            Err(e) if status_code(&e) == Some(409) => Ok(Cas::Conflict),
+        self.patch_pool(namespace, name, ops, "recording an allocation in")
+            .await
+    }
+
+    /// Remove the allocation at `offset` of IPPool `name` if it still names container `id`.
+    pub async fn remove_allocation(
+        &self,
+        namespace: &str,
+        name: &str,
+        offset: u64,
+        id: &str,
+    ) -> Result<Write, Error> {
+        let path = format!("/spec/allocations/{offset}");
+        let ops = serde_json::json!([
+            {"op": "test", "path": format!("{path}/id"), "value": id},
+            {"op": "remove", "path": path},
+        ]);
+        self.patch_pool(namespace, name, ops, "releasing an allocation in")
+            .await
+    }
+
+    /// Re-own the allocation at `offset` (held by container `from`) for container `to`: the
+    /// pod came back with a new sandbox and keeps its address, as whereabouts does.
+    pub async fn move_allocation(
+        &self,
+        namespace: &str,
+        name: &str,
+        offset: u64,
+        from: &str,
+        to: &str,
+    ) -> Result<Write, Error> {
+        let path = format!("/spec/allocations/{offset}/id");
+        let ops = serde_json::json!([
+            {"op": "test", "path": path, "value": from},
+            {"op": "replace", "path": path, "value": to},
+        ]);
+        self.patch_pool(namespace, name, ops, "re-owning an allocation in")
+            .await
+    }
+
+    async fn patch_pool(
+        &self,
+        namespace: &str,
+        name: &str,
+        ops: serde_json::Value,
+        what: &str,
+    ) -> Result<Write, Error> {
+        let patch: json_patch::Patch = serde_json::from_value(ops).expect("a valid JSON patch");
+        let api: Api<IPPool> = Api::namespaced(self.kube.clone(), namespace);
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await
+        {
+            Ok(_) => Ok(Write::Done),
+            Err(e) if status_code(&e) == Some(404) => Ok(Write::Absent),
+            // A failed `test` is 422 Invalid; a changed resourceVersion 409.
+            Err(e) if matches!(status_code(&e), Some(409 | 422)) => Ok(Write::Changed),
             Err(e) => Err(Error::from_kube(
-                format!("writing IPPool {namespace}/{name}"),
+                format!("{what} IPPool {namespace}/{name}"),
+                e,
+            )),
+        }
+    }
+
+    /// Create an empty IPPool for `range` (success when someone else just created it).
+    pub async fn create_ip_pool(
+        &self,
+        namespace: &str,
+        name: &str,
+        range: &str,
+    ) -> Result<(), Error> {
+        let api: Api<IPPool> = Api::namespaced(self.kube.clone(), namespace);
+        let pool = IPPool::new(
+            name,
+            IPPoolSpec {
+                range: range.into(),
+                allocations: BTreeMap::new(),
+            },
+        );
+        match api.create(&PostParams::default(), &pool).await {
+            Ok(_) => Ok(()),
+            Err(e) if status_code(&e) == Some(409) => Ok(()),
+            Err(e) => Err(Error::from_kube(
+                format!("creating IPPool {namespace}/{name}"),
+                e,
+            )),
+        }
+    }
+
+    /// The OverlappingRangeIPReservation `name`, if it exists.
+    pub async fn reservation(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<OverlappingRangeIPReservation>, Error> {
+        let api: Api<OverlappingRangeIPReservation> = Api::namespaced(self.kube.clone(), namespace);
+        api.get_opt(name).await.map_err(|e| {
+            Error::from_kube(
+                format!("reading OverlappingRangeIPReservation {namespace}/{name}"),
+                e,
+            )
+        })
+    }
+
+    /// Create the OverlappingRangeIPReservation `name`: [`Write::Done`] when this call made it,
+    /// [`Write::Changed`] when it already exists (whoever holds it).
+    pub async fn reserve(
+        &self,
+        namespace: &str,
+        name: &str,
+        spec: &OverlappingRangeIPReservationSpec,
+    ) -> Result<Write, Error> {
+        let api: Api<OverlappingRangeIPReservation> = Api::namespaced(self.kube.clone(), namespace);
+        let orip = OverlappingRangeIPReservation::new(name, spec.clone());
+        match api.create(&PostParams::default(), &orip).await {
+            Ok(_) => Ok(Write::Done),
+            Err(e) if status_code(&e) == Some(409) => Ok(Write::Changed),
+            Err(e) => Err(Error::from_kube(
+                format!("creating OverlappingRangeIPReservation {namespace}/{name}"),
+                e,
+            )),
+        }
+    }
+
+    /// Delete the OverlappingRangeIPReservation `name` if it is still the object with `uid`
+    /// (so a reservation someone made after ours was read is never deleted).
+    pub async fn unreserve(&self, namespace: &str, name: &str, uid: &str) -> Result<Write, Error> {
+        let api: Api<OverlappingRangeIPReservation> = Api::namespaced(self.kube.clone(), namespace);
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid.into()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(name, &dp).await {
+            Ok(_) => Ok(Write::Done),
+            Err(e) if status_code(&e) == Some(404) => Ok(Write::Absent),
+            Err(e) if status_code(&e) == Some(409) => Ok(Write::Changed),
+            Err(e) => Err(Error::from_kube(
+                format!("deleting OverlappingRangeIPReservation {namespace}/{name}"),
                 e,
             )),
         }

@@ -1,0 +1,521 @@
+//! The `ipam` section of a NAD's plugin config: every key whereabouts v0.9.2 reads, each
+//! honoured with whereabouts' meaning or refused naming the key — never dropped silently.
+//!
+//! Whereabouts decodes with Go's `encoding/json`, which matches keys case-insensitively and
+//! drops unknown ones. wasmcni matches the same way but refuses what it does not know: a
+//! mistyped `range_star` must not give a pod an address from the wrong part of a range.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::{Error, Range};
+use crate::cni::types::{Dns, Route};
+use crate::config::GuestRef;
+
+/// What wasmcni does with one whereabouts key.
+enum Key {
+    /// Read, with whereabouts' meaning.
+    Honoured,
+    /// Accepted; it has no effect in wasmcni, for the reason given (documented in the README).
+    NoEffect(&'static str),
+    /// Refused with code 7, for the reason given.
+    Refused(&'static str),
+}
+
+/// Every key of whereabouts' `IPAMConfig` (pkg/types, v0.9.2), plus `policy`.
+const KEYS: &[(&str, Key)] = &[
+    ("type", Key::Honoured),
+    ("range", Key::Honoured),
+    ("range_start", Key::Honoured),
+    ("range_end", Key::Honoured),
+    ("exclude", Key::Honoured),
+    ("ipRanges", Key::Honoured),
+    ("gateway", Key::Honoured),
+    ("routes", Key::Honoured),
+    ("dns", Key::Honoured),
+    ("addresses", Key::Honoured),
+    ("network_name", Key::Honoured),
+    ("enable_overlapping_ranges", Key::Honoured),
+    ("sleep_for_race", Key::Honoured),
+    ("policy", Key::Honoured),
+    (
+        "kubernetes",
+        Key::NoEffect(
+            "IPPools are written with the node's identity and in the node config's \
+             ipamNamespace; a NAD cannot choose the credentials the host acts with",
+        ),
+    ),
+    ("datastore", Key::Honoured),
+    (
+        "log_file",
+        Key::NoEffect(
+            "wasmcni logs where the node config says; a NAD cannot name a file root writes",
+        ),
+    ),
+    (
+        "log_level",
+        Key::NoEffect("wasmcni's log level is the node config's"),
+    ),
+    (
+        "leader_lease_duration",
+        Key::NoEffect("wasmcni takes no cluster-wide lease: writes are per address"),
+    ),
+    (
+        "leader_renew_deadline",
+        Key::NoEffect("wasmcni takes no cluster-wide lease: writes are per address"),
+    ),
+    (
+        "leader_retry_period",
+        Key::NoEffect("wasmcni takes no cluster-wide lease: writes are per address"),
+    ),
+    (
+        "reconciler_cron_expression",
+        Key::NoEffect("whereabouts' controller reads it from its own flat file, never from a NAD"),
+    ),
+    (
+        "name",
+        Key::NoEffect("whereabouts overwrites it with the network's name"),
+    ),
+    (
+        "podName",
+        Key::NoEffect("whereabouts overwrites it from CNI_ARGS K8S_POD_NAME"),
+    ),
+    (
+        "podNamespace",
+        Key::NoEffect("whereabouts overwrites it from CNI_ARGS K8S_POD_NAMESPACE"),
+    ),
+    (
+        "node_slice_size",
+        Key::Refused(
+            "node slices (a NodeSlicePool controller) are not supported; remove the key to use one shared IPPool per range",
+        ),
+    ),
+    (
+        "configuration_path",
+        Key::Refused("whereabouts flat files are not read; put the keys in the NAD"),
+    ),
+    ("etcd_host", Key::Refused(ETCD)),
+    ("etcd_username", Key::Refused(ETCD)),
+    ("etcd_password", Key::Refused(ETCD)),
+    ("etcd_key_file", Key::Refused(ETCD)),
+    ("etcd_cert_file", Key::Refused(ETCD)),
+    ("etcd_ca_cert_file", Key::Refused(ETCD)),
+];
+
+const ETCD: &str =
+    "the etcd datastore is gone from whereabouts (v0.6); allocations live in IPPool objects";
+
+/// The keys of one `ipRanges` entry (whereabouts' `RangeConfiguration`).
+const RANGE_KEYS: &[&str] = &["range", "range_start", "range_end", "exclude"];
+
+/// One range as configured: `range` with its start, end and exclusions.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RangeConf {
+    /// `range`: CIDR, or `first-last/prefix`.
+    pub range: String,
+    /// `range_start`.
+    #[serde(default)]
+    pub range_start: Option<IpAddr>,
+    /// `range_end`.
+    #[serde(default)]
+    pub range_end: Option<IpAddr>,
+    /// `exclude`: CIDRs (or addresses) never handed out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// A static address of `addresses`: added to the result as is, never allocated.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StaticAddress {
+    /// `address`: CIDR notation, the address with its prefix.
+    pub address: ipnetwork::IpNetwork,
+    /// `gateway`.
+    #[serde(default)]
+    pub gateway: Option<IpAddr>,
+}
+
+/// The keys as written, after case folding; what [`IpamConf`] is built from.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    range: Option<String>,
+    #[serde(default)]
+    range_start: Option<IpAddr>,
+    #[serde(default)]
+    range_end: Option<IpAddr>,
+    #[serde(default)]
+    exclude: Option<Vec<String>>,
+    #[serde(default, rename = "ipRanges")]
+    ip_ranges: Vec<Value>,
+    #[serde(default)]
+    gateway: Option<IpAddr>,
+    #[serde(default)]
+    routes: Vec<Route>,
+    #[serde(default)]
+    dns: Option<Dns>,
+    #[serde(default)]
+    addresses: Vec<StaticAddress>,
+    #[serde(default)]
+    network_name: Option<String>,
+    #[serde(default)]
+    enable_overlapping_ranges: Option<bool>,
+    #[serde(default)]
+    sleep_for_race: Option<u32>,
+    #[serde(default)]
+    datastore: Option<String>,
+    #[serde(default)]
+    policy: Option<GuestRef>,
+}
+
+/// The `ipam` section of a NAD's plugin config, in whereabouts' keys plus `policy`.
+#[derive(Debug, Clone)]
+pub struct IpamConf {
+    /// `type`: "whereabouts" (or "wasmcni").
+    pub kind: String,
+    /// `range` (first, with the top-level `range_start`, `range_end`, `exclude`) then each of
+    /// `ipRanges`: one address is allocated from each.
+    pub ranges: Vec<RangeConf>,
+    /// `gateway`: reported with the addresses of its family and never allocated.
+    pub gateway: Option<IpAddr>,
+    /// `routes`.
+    pub routes: Vec<Route>,
+    /// `dns`.
+    pub dns: Option<Dns>,
+    /// `addresses`: static addresses added to the result.
+    pub addresses: Vec<StaticAddress>,
+    /// `network_name`: prefixes pool and reservation names, so equal ranges of different
+    /// networks are apart.
+    pub network_name: Option<String>,
+    /// `enable_overlapping_ranges` (whereabouts' default: true): each address is also held by
+    /// an OverlappingRangeIPReservation, so overlapping ranges never give it twice.
+    pub overlapping: bool,
+    /// `sleep_for_race`: seconds to wait between choosing and recording (whereabouts' knob for
+    /// testing races).
+    pub sleep_for_race: u32,
+    /// `policy`: the guest that proposes addresses (default: lowest-free, whereabouts' choice).
+    pub policy: Option<GuestRef>,
+}
+
+/// Go's `encoding/json` key matching: an exact match first, else the first that folds equal.
+fn canonical<'a>(key: &str, known: impl Iterator<Item = &'a str> + Clone) -> Option<&'a str> {
+    known
+        .clone()
+        .find(|k| *k == key)
+        .or_else(|| known.into_iter().find(|k| k.eq_ignore_ascii_case(key)))
+}
+
+/// `obj` with its keys renamed to `known`'s spelling; an unknown key is refused.
+fn fold<'a>(
+    obj: &Map<String, Value>,
+    known: impl Iterator<Item = &'a str> + Clone,
+    at: &str,
+) -> Result<Map<String, Value>, Error> {
+    let mut out = Map::new();
+    for (k, v) in obj {
+        let Some(c) = canonical(k, known.clone()) else {
+            return Err(Error::Config {
+                why: format!("{at}{k:?} is not a whereabouts key (a typo?); remove it"),
+            });
+        };
+        out.insert(c.to_string(), v.clone());
+    }
+    Ok(out)
+}
+
+impl IpamConf {
+    /// Parse a plugin config's `ipam` object. Refused keys and unknown keys are errors naming
+    /// the key; keys without effect are logged.
+    pub fn parse(v: &Value) -> Result<Self, Error> {
+        let bad = |why: String| Error::Config { why };
+        let obj = v
+            .as_object()
+            .ok_or_else(|| bad("ipam must be an object".into()))?;
+        let mut folded = fold(obj, KEYS.iter().map(|(k, _)| *k), "ipam.")?;
+        for (k, what) in KEYS {
+            if !folded.contains_key(*k) {
+                continue;
+            }
+            match what {
+                Key::Honoured => {}
+                Key::NoEffect(why) => {
+                    tracing::debug!("ipam.{k} has no effect in wasmcni: {why}");
+                    folded.remove(*k);
+                }
+                Key::Refused(why) => return Err(bad(format!("ipam.{k} is not supported: {why}"))),
+            }
+        }
+        let raw: Raw =
+            serde_json::from_value(Value::Object(folded)).map_err(|e| bad(e.to_string()))?;
+        if let Some(d) = raw.datastore.as_deref()
+            && !d.is_empty()
+            && d != "kubernetes"
+        {
+            return Err(bad(format!(
+                "ipam.datastore {d:?} is not supported: only \"kubernetes\" (IPPool objects)"
+            )));
+        }
+        let mut ranges = Vec::new();
+        match raw.range {
+            Some(range) if !range.is_empty() => ranges.push(RangeConf {
+                range,
+                range_start: raw.range_start,
+                range_end: raw.range_end,
+                exclude: raw.exclude.unwrap_or_default(),
+            }),
+            // Whereabouts drops these when `range` is absent; wasmcni says so.
+            _ => {
+                for (key, set) in [
+                    ("range_start", raw.range_start.is_some()),
+                    ("range_end", raw.range_end.is_some()),
+                    ("exclude", raw.exclude.is_some()),
+                ] {
+                    if set {
+                        return Err(bad(format!(
+                            "ipam.{key} applies to ipam.range, which is not set; \
+                             put it in the ipRanges entry it belongs to"
+                        )));
+                    }
+                }
+            }
+        }
+        for (i, r) in raw.ip_ranges.iter().enumerate() {
+            let at = format!("ipam.ipRanges[{i}].");
+            let obj = r
+                .as_object()
+                .ok_or_else(|| bad(format!("{at} must be an object")))?;
+            let folded = fold(obj, RANGE_KEYS.iter().copied(), &at)?;
+            ranges.push(
+                serde_json::from_value(Value::Object(folded))
+                    .map_err(|e| bad(format!("{at}: {e}")))?,
+            );
+        }
+        if ranges.is_empty() {
+            return Err(bad("ipam needs range or ipRanges".into()));
+        }
+        let conf = IpamConf {
+            kind: raw.kind,
+            ranges,
+            gateway: raw.gateway,
+            routes: raw.routes,
+            dns: raw.dns,
+            addresses: raw.addresses,
+            network_name: raw.network_name.filter(|n| !n.is_empty()),
+            overlapping: raw.enable_overlapping_ranges.unwrap_or(true),
+            sleep_for_race: raw.sleep_for_race.unwrap_or(0),
+            policy: raw.policy,
+        };
+        conf.pools()?;
+        Ok(conf)
+    }
+
+    /// Each range parsed, with its IPPool's name. The gateway is never allocatable.
+    /// (Whereabouts v0.9.2 hands out the gateway unless `exclude` lists it — its
+    /// `IterateForAssignment` skips only reservations and exclusions; wasmcni never commits
+    /// it, whoever proposes it.)
+    pub fn pools(&self) -> Result<Vec<PoolRef>, Error> {
+        self.ranges
+            .iter()
+            .map(|r| {
+                let range = Range::parse(&r.range, r.range_start, r.range_end, &r.exclude)
+                    .map_err(|why| Error::Config { why })?;
+                let range = match self.gateway {
+                    Some(gw) => range.reserving(gw),
+                    None => range,
+                };
+                Ok(PoolRef {
+                    name: pool_name(self.network_name.as_deref(), &range.cidr()),
+                    range,
+                })
+            })
+            .collect()
+    }
+
+    /// The guest that picks addresses.
+    pub fn policy(&self) -> GuestRef {
+        self.policy
+            .clone()
+            .unwrap_or_else(|| GuestRef::builtin("lowest-free"))
+    }
+
+    /// The name of the reservation of `ip`, as whereabouts' `NormalizeIP` makes it.
+    pub fn reservation_name(&self, ip: IpAddr) -> String {
+        reservation_name(self.network_name.as_deref(), ip)
+    }
+}
+
+/// One range and the IPPool it is recorded in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolRef {
+    /// The IPPool's name.
+    pub name: String,
+    /// The range.
+    pub range: Range,
+}
+
+/// Whereabouts' `normalizeRange`: `:` and `/` become `-`, and a trailing `:` gets a `0`.
+fn normalize(s: &str) -> String {
+    let s = if s.ends_with(':') {
+        format!("{s}0")
+    } else {
+        s.to_string()
+    };
+    s.replace([':', '/'], "-")
+}
+
+/// The IPPool's name for `cidr`, as whereabouts' `IPPoolName` derives it.
+pub fn pool_name(network: Option<&str>, cidr: &str) -> String {
+    match network {
+        Some(n) => format!("{n}-{}", normalize(cidr)),
+        None => normalize(cidr),
+    }
+}
+
+/// The network name a pool's name carries (its prefix before the normalized range).
+pub fn network_of(pool: &str, cidr: &str) -> Option<String> {
+    pool.strip_suffix(&normalize(cidr))
+        .and_then(|p| p.strip_suffix('-'))
+        .map(str::to_string)
+}
+
+/// An OverlappingRangeIPReservation's name, as whereabouts' `NormalizeIP` makes it.
+pub fn reservation_name(network: Option<&str>, ip: IpAddr) -> String {
+    pool_name(network, &ip.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn refused(v: Value) -> String {
+        IpamConf::parse(&v).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_whereabouts_key_is_known() {
+        // The field tags of whereabouts v0.9.2's IPAMConfig alias (pkg/types/types.go).
+        let whereabouts = [
+            "type",
+            "routes",
+            "datastore",
+            "addresses",
+            "ipRanges",
+            "node_slice_size",
+            "exclude",
+            "dns",
+            "range",
+            "range_start",
+            "range_end",
+            "gateway",
+            "etcd_host",
+            "etcd_username",
+            "etcd_password",
+            "etcd_key_file",
+            "etcd_cert_file",
+            "etcd_ca_cert_file",
+            "leader_lease_duration",
+            "leader_renew_deadline",
+            "leader_retry_period",
+            "log_file",
+            "log_level",
+            "reconciler_cron_expression",
+            "enable_overlapping_ranges",
+            "sleep_for_race",
+            "kubernetes",
+            "configuration_path",
+            "network_name",
+            "Name",
+            "PodName",
+            "PodNamespace",
+        ];
+        for k in whereabouts {
+            assert!(
+                canonical(k, KEYS.iter().map(|(k, _)| *k)).is_some(),
+                "{k} is not in the table"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_and_refused_keys_name_themselves() {
+        let e = refused(
+            json!({"type": "whereabouts", "range": "10.0.0.0/24", "range_star": "10.0.0.5"}),
+        );
+        assert!(e.contains("ipam.\"range_star\""), "{e}");
+        let e = refused(
+            json!({"type": "whereabouts", "range": "10.0.0.0/24", "node_slice_size": "/28"}),
+        );
+        assert!(e.contains("ipam.node_slice_size is not supported"), "{e}");
+        let e = refused(json!({"type": "whereabouts", "range": "10.0.0.0/24", "etcd_host": "x"}));
+        assert!(e.contains("ipam.etcd_host"), "{e}");
+        let e =
+            refused(json!({"type": "whereabouts", "range": "10.0.0.0/24", "datastore": "etcd"}));
+        assert!(e.contains("ipam.datastore"), "{e}");
+        let e = refused(
+            json!({"type": "whereabouts", "ipRanges": [{"range": "10.0.0.0/24", "gw": "x"}]}),
+        );
+        assert!(e.contains("ipam.ipRanges[0].\"gw\""), "{e}");
+        let e = refused(json!({"type": "whereabouts", "exclude": ["10.0.0.1/32"],
+            "ipRanges": [{"range": "10.0.0.0/24"}]}));
+        assert!(e.contains("ipam.exclude applies to ipam.range"), "{e}");
+        let e = refused(json!({"type": "whereabouts"}));
+        assert!(e.contains("range or ipRanges"), "{e}");
+    }
+
+    #[test]
+    fn keys_match_case_insensitively_as_go_does_and_no_effect_keys_are_accepted() {
+        let c = IpamConf::parse(&json!({
+            "type": "whereabouts", "Range": "10.0.0.0/24", "GATEWAY": "10.0.0.1",
+            "kubernetes": {"kubeconfig": "/etc/cni/net.d/whereabouts.d/whereabouts.kubeconfig"},
+            "log_file": "/tmp/whereabouts.log", "log_level": "debug", "datastore": "kubernetes",
+            "leader_lease_duration": 1500, "Name": "x", "podname": "y",
+        }))
+        .unwrap();
+        assert_eq!(c.ranges[0].range, "10.0.0.0/24");
+        assert_eq!(c.gateway, Some("10.0.0.1".parse().unwrap()));
+        assert!(c.overlapping, "whereabouts' default");
+    }
+
+    #[test]
+    fn range_then_ip_ranges_in_order_each_its_own_pool() {
+        let c = IpamConf::parse(&json!({
+            "type": "whereabouts", "range": "10.0.0.0/24", "exclude": ["10.0.0.0/30"],
+            "network_name": "blue",
+            "ipRanges": [{"range": "fd00::/64"}, {"range": "10.1.0.5-10.1.0.9/24"}],
+            "enable_overlapping_ranges": false,
+        }))
+        .unwrap();
+        let pools = c.pools().unwrap();
+        let names: Vec<_> = pools.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["blue-10.0.0.0-24", "blue-fd00---64", "blue-10.1.0.0-24"]
+        );
+        assert!(!pools[0].range.allocatable(3) && pools[0].range.allocatable(4));
+        assert!(!c.overlapping);
+    }
+
+    #[test]
+    fn names_follow_whereabouts_normalisation() {
+        let v6: IpAddr = "fd00::".parse().unwrap();
+        assert_eq!(reservation_name(None, v6), "fd00--0");
+        assert_eq!(
+            reservation_name(Some("net"), "10.0.0.7".parse().unwrap()),
+            "net-10.0.0.7"
+        );
+        assert_eq!(
+            reservation_name(None, "fd00::1:2".parse().unwrap()),
+            "fd00--1-2"
+        );
+        assert_eq!(
+            network_of("blue-10.0.0.0-24", "10.0.0.0/24").as_deref(),
+            Some("blue")
+        );
+        assert_eq!(network_of("10.0.0.0-24", "10.0.0.0/24"), None);
+    }
+}
