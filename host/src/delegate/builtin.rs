@@ -266,12 +266,9 @@ pub async fn add(
         }
     };
     let mut result = ip;
-    // The plugin's `dns` when it sets one, else the IPAM's (whereabouts' `ipam.dns`). The
-    // reference plugins overwrite it with their own, empty or not; wasmcni keeps what the
-    // IPAM section says rather than drop it.
-    if p.dns != Dns::default() {
-        result.dns = p.dns.clone();
-    }
+    // The plugin's `dns`, as the reference macvlan and ipvlan set it: they replace what their
+    // IPAM returned (whereabouts' `ipam.dns` included) with their own, empty or not.
+    result.dns = p.dns.clone();
     result.interfaces = vec![Interface {
         name: ifname.into(),
         mac,
