@@ -10,7 +10,7 @@ new_netns wcni-bad
 write_wasmcni_conf 1.0.0
 apply_seed_nad bad-good macvlan eth1 172.16.9.0/24
 make_pod bad-pod "default/bad-good"
-defer "kc delete pod bad-pod bad-nad bad-policy bad-range bad-version bad-ips bad-lo bad-zero bad-master bad-mode bad-mac bad-dup --wait=false"
+defer "kc delete pod bad-pod bad-nad bad-policy bad-range bad-version bad-ips bad-lo bad-zero bad-master bad-mode bad-mac bad-dup bad-key --wait=false"
 POOL=172.16.9.0-24
 CID=bad-container-1
 
@@ -94,6 +94,21 @@ direct "$CONF" "${ADD_ENV[@]}" "$(args bad-range)"
 expect_error "range not a CIDR" 7 "is not a CIDR"
 expect_cluster_untouched "range not a CIDR" "$mark"
 expect_nothing_left "range not a CIDR"
+
+# Whereabouts keys: a typo, a key wasmcni does not implement, and one whereabouts drops
+# silently are refused with code 7 naming the key, before anything is attached.
+for case in 'range_star|{"range":"172.16.9.0/24","range_star":"172.16.9.5"}|ipam."range_star" is not a whereabouts key' \
+            'node_slice_size|{"range":"172.16.9.0/24","node_slice_size":"/28"}|ipam.node_slice_size is not supported' \
+            'exclude without range|{"exclude":["172.16.9.0/30"],"ipRanges":[{"range":"172.16.9.0/24"}]}|ipam.exclude applies to ipam.range'; do
+    IFS='|' read -r what ipam part <<<"$case"
+    apply_nad bad-key "{\"cniVersion\":\"1.0.0\",\"type\":\"macvlan\",\"master\":\"eth1\",\"ipam\":$(jq -c '. + {type: "whereabouts"}' <<<"$ipam")}"
+    make_pod bad-key "bad-key"
+    mark=$(cluster_mark)
+    direct "$CONF" "${ADD_ENV[@]}" "$(args bad-key)"
+    expect_error "ipam key: $what" 7 "$part"
+    expect_cluster_untouched "ipam key: $what" "$mark"
+    expect_nothing_left "ipam key: $what"
+done
 
 apply_nad bad-version '{"cniVersion":"9.9.9","type":"macvlan","master":"eth1","ipam":{"type":"whereabouts","range":"172.16.9.0/24"}}'
 make_pod bad-version "bad-version"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/e2e/004-concurrent-adds.sh — eight pods attach to the same range at once: every ADD
 # succeeds, the addresses are distinct, the IPPool holds exactly those eight (the API server's
-# resourceVersion compare-and-swap is the only lock), and eight parallel DELs empty it again.
+# per-key conditional writes are the only lock), and eight parallel DELs empty it again.
 source "$(dirname "$0")/lib.sh"
 
 N=8
@@ -29,8 +29,8 @@ check_eq "$N distinct addresses" "$N" "$(grep -c . <<<"$addrs")"
 check_eq "the IPPool holds exactly those addresses" \
     "$(sed 's/^172\.16\.5\.//' <<<"$addrs" | sort -n | paste -sd,)" \
     "$(kc -n kube-system get ippools.whereabouts.cni.cncf.io $POOL -o json | jq -r '.spec.allocations|keys|map(tonumber)|sort|map(tostring)|join(",")')"
-races=$(grep -c 'lost a write race' "$WORK/wasmcni.log")
-log "compare-and-swap conflicts retried: $races"
+races=$(grep -c 'went to another writer' "$WORK/wasmcni.log")
+log "addresses lost to another writer and retried: $races"
 
 for i in $(seq 1 $N); do ( cni del wcni-race-$i race-$i > /dev/null 2>&1; echo $? > "$WORK/del-$i.rc" ) & done
 wait
