@@ -249,11 +249,7 @@ enum Claim {
 /// (whereabouts v0.9.2 writes no container ID). An interface left empty matches any.
 fn is_mine(spec: &OverlappingRangeIPReservationSpec, owner: &Owner) -> bool {
     let ifname = spec.ifname.is_empty() || owner.ifname.is_empty() || spec.ifname == owner.ifname;
-    let same_pod = owner
-        .podref
-        .split_once('/')
-        .is_some_and(|(ns, n)| !ns.is_empty() && !n.is_empty())
-        && spec.podref == owner.podref;
+    let same_pod = owner.names_a_pod() && spec.podref == owner.podref;
     let same_container = !spec.containerid.is_empty() && spec.containerid == owner.container_id;
     ifname && (same_pod || same_container)
 }

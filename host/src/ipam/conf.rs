@@ -110,6 +110,9 @@ const ETCD: &str =
 /// The keys of one `ipRanges` entry (whereabouts' `RangeConfiguration`).
 const RANGE_KEYS: &[&str] = &["range", "range_start", "range_end", "exclude"];
 
+/// The keys of one `addresses` entry (whereabouts' `Address`).
+const ADDRESS_KEYS: &[&str] = &["address", "gateway"];
+
 /// One range as configured: `range` with its start, end and exclusions.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RangeConf {
@@ -159,7 +162,7 @@ struct Raw {
     #[serde(default)]
     dns: Option<Dns>,
     #[serde(default)]
-    addresses: Vec<StaticAddress>,
+    addresses: Vec<Value>,
     #[serde(default)]
     network_name: Option<String>,
     #[serde(default)]
@@ -227,6 +230,27 @@ fn fold<'a>(
     Ok(out)
 }
 
+/// Each object of a list key (`ipRanges`, `addresses`), its keys folded as Go matches them and
+/// unknown ones refused, as `T`.
+fn entries<T: serde::de::DeserializeOwned>(
+    list: &[Value],
+    known: &[&str],
+    key: &str,
+) -> Result<Vec<T>, Error> {
+    let bad = |why: String| Error::Config { why };
+    list.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let at = format!("{key}[{i}].");
+            let obj = v
+                .as_object()
+                .ok_or_else(|| bad(format!("{at} must be an object")))?;
+            let folded = fold(obj, known.iter().copied(), &at)?;
+            serde_json::from_value(Value::Object(folded)).map_err(|e| bad(format!("{at}: {e}")))
+        })
+        .collect()
+}
+
 impl IpamConf {
     /// Parse a plugin config's `ipam` object. Refused keys and unknown keys are errors naming
     /// the key; keys without effect are logged.
@@ -283,17 +307,10 @@ impl IpamConf {
                 }
             }
         }
-        for (i, r) in raw.ip_ranges.iter().enumerate() {
-            let at = format!("ipam.ipRanges[{i}].");
-            let obj = r
-                .as_object()
-                .ok_or_else(|| bad(format!("{at} must be an object")))?;
-            let folded = fold(obj, RANGE_KEYS.iter().copied(), &at)?;
-            ranges.push(
-                serde_json::from_value(Value::Object(folded))
-                    .map_err(|e| bad(format!("{at}: {e}")))?,
-            );
-        }
+        let ranges_given: Vec<RangeConf> = entries(&raw.ip_ranges, RANGE_KEYS, "ipam.ipRanges")?;
+        ranges.extend(ranges_given);
+        let addresses: Vec<StaticAddress> =
+            entries(&raw.addresses, ADDRESS_KEYS, "ipam.addresses")?;
         if ranges.is_empty() {
             return Err(bad("ipam needs range or ipRanges".into()));
         }
@@ -303,7 +320,7 @@ impl IpamConf {
             gateway: raw.gateway,
             routes: raw.routes,
             dns: raw.dns,
-            addresses: raw.addresses,
+            addresses,
             network_name: raw.network_name.filter(|n| !n.is_empty()),
             overlapping: raw.enable_overlapping_ranges.unwrap_or(true),
             sleep_for_race: raw.sleep_for_race.unwrap_or(0),
@@ -463,6 +480,9 @@ mod tests {
         let e = refused(json!({"type": "whereabouts", "exclude": ["10.0.0.1/32"],
             "ipRanges": [{"range": "10.0.0.0/24"}]}));
         assert!(e.contains("ipam.exclude applies to ipam.range"), "{e}");
+        let e = refused(json!({"type": "whereabouts", "range": "10.0.0.0/24",
+            "addresses": [{"address": "10.1.0.5/24", "gw": "10.1.0.1"}]}));
+        assert!(e.contains("ipam.addresses[0].\"gw\""), "{e}");
         let e = refused(json!({"type": "whereabouts"}));
         assert!(e.contains("range or ipRanges"), "{e}");
     }

@@ -18,7 +18,7 @@ use crate::k8s::{self, IpAllocation};
 
 pub use choose::{Choice, LowestFree, Proposal, Proposer};
 pub use commit::{MAX_ATTEMPTS, allocate, holder, release};
-pub use conf::{IpamConf, PoolRef, RangeConf, StaticAddress, pool_name, reservation_name};
+pub use conf::{IpamConf, PoolRef};
 pub use range::Range;
 pub use store::PoolStore;
 pub use view::PoolView;
@@ -113,11 +113,18 @@ impl Owner {
     /// hands the same address back to a pod that returns with a new sandbox (podref and
     /// ifname equal), so a StatefulSet pod keeps its address across restarts.
     pub fn same_pod_interface(&self, a: &IpAllocation) -> bool {
-        let named = self
-            .podref
+        self.names_a_pod()
+            && !self.ifname.is_empty()
+            && a.podref == self.podref
+            && a.ifname == self.ifname
+    }
+
+    /// Whether `podref` names a pod (`namespace/name`, both set): a call without pod
+    /// arguments must never match another such call by podref.
+    pub fn names_a_pod(&self) -> bool {
+        self.podref
             .split_once('/')
-            .is_some_and(|(ns, n)| !ns.is_empty() && !n.is_empty());
-        named && !self.ifname.is_empty() && a.podref == self.podref && a.ifname == self.ifname
+            .is_some_and(|(ns, n)| !ns.is_empty() && !n.is_empty())
     }
 }
 
