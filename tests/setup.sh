@@ -6,6 +6,7 @@
 #     (+ the VM kit's qemu & co.)
 #   - the wasm32-wasip2 Rust target and rustfmt/clippy
 #   - Go-built tools: kube-apiserver, etcd, kubectl, cnitool, reference plugins (tests/tools/)
+#     and the peers measured against and run beside wasmcni: whereabouts (tests/tools/peers/)
 #   - the kernel VM image (tests/vm/setup.sh), unless SETUP_NO_VM=1
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,5 +28,6 @@ for c in rustfmt clippy; do
 done
 
 bash "$HERE/tools/build.sh" >&2
+bash "$HERE/tools/peers/build.sh" >&2
 [[ "${SETUP_NO_VM:-0}" == 1 ]] || bash "$HERE/vm/setup.sh" >&2
 echo "setup: done in $(( $(date +%s) - t0 )) s" >&2
