@@ -30,6 +30,8 @@ check_eq() {
     if [[ -z "$2" ]]; then fail "$1" "nothing to compare with (an earlier step failed), got [$3]"
     elif [[ "$2" == "$3" ]]; then pass "$1"; else fail "$1" "want [$2], got [$3]"; fi
 }
+# check_grep NAME PATTERN TEXT: TEXT matches the extended regex PATTERN (TEXT shown when not).
+check_grep() { if grep -qE -- "$2" <<<"$3"; then pass "$1"; else fail "$1" "no /$2/ in [$(head -c 400 <<<"$3")]"; fi; }
 # check_empty NAME GOT
 check_empty() { if [[ -z "$2" ]]; then pass "$1"; else fail "$1" "want nothing, got [$2]"; fi; }
 # check_json NAME FILE FILTER: FILE holds JSON and FILTER is true of it.

@@ -20,7 +20,7 @@ pub(super) async fn check(
             format!("no ADD is recorded for container {}", req.container_id),
         )
     })?;
-    let given = prev_result(&conf)?.ok_or_else(|| {
+    let given = prev_result(conf.prev_result.as_ref(), &conf.cni_version)?.ok_or_else(|| {
         Error::new(
             Code::InvalidConfig,
             "CHECK needs prevResult",

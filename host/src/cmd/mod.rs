@@ -6,6 +6,7 @@ mod check;
 pub(crate) mod codes;
 mod del;
 mod gc;
+mod ipam;
 mod status;
 
 use std::sync::Arc;
@@ -24,9 +25,9 @@ use crate::node::Node;
 /// for this one call — only when the verb needs them (VERSION and anything refused up front are
 /// answered without). Returns what to print on stdout and whether it succeeded.
 pub fn run(env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
-    let (req, conf) = match prepare(env, stdin) {
-        Ok(Prepared::Verb(v)) => *v,
+    let prepared = match prepare(env, stdin) {
         Ok(Prepared::Answered(v)) => return answer(stdin, Ok(v)),
+        Ok(p) => p,
         Err(e) => return answer(stdin, Err(e)),
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -39,7 +40,7 @@ pub fn run(env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
             return answer(stdin, Err(e));
         }
     };
-    let out = rt.block_on(verb(&Node::for_one_call(), &req, conf, stdin));
+    let out = rt.block_on(dispatch(&Node::for_one_call(), prepared, stdin));
     answer(stdin, out)
 }
 
@@ -47,14 +48,29 @@ pub fn run(env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
 /// Returns what to print on stdout and whether it succeeded — byte for byte what [`run`] gives.
 pub async fn serve(node: &Arc<Node>, env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
     let out = match prepare(env, stdin) {
-        Ok(Prepared::Verb(v)) => {
-            let (req, conf) = *v;
-            verb(node, &req, conf, stdin).await
-        }
-        Ok(Prepared::Answered(v)) => Ok(v),
+        Ok(p) => dispatch(node, p, stdin).await,
         Err(e) => Err(e),
     };
     answer(stdin, out)
+}
+
+/// Run what [`prepare`] left to do on `node`.
+async fn dispatch(
+    node: &Arc<Node>,
+    prepared: Prepared,
+    stdin: &[u8],
+) -> Result<Option<Value>, Error> {
+    match prepared {
+        Prepared::Answered(v) => Ok(v),
+        Prepared::Verb(v) => {
+            let (req, conf) = *v;
+            verb(node, &req, conf, stdin).await
+        }
+        Prepared::Ipam(v) => {
+            let (req, call) = *v;
+            ipam::run(node, &req, call).await
+        }
+    }
 }
 
 /// The outcome as the runtime reads it; errors in the caller's version when it can be read.
@@ -96,6 +112,8 @@ enum Prepared {
     Answered(Option<Value>),
     /// A verb to run, with its request and wasmcni's config (boxed: far larger than an answer).
     Verb(Box<(Request, PluginConf)>),
+    /// A verb of wasmcni run as an IPAM plugin ([`ipam`]).
+    Ipam(Box<(Request, ipam::IpamCall)>),
 }
 
 /// Everything checked before a verb runs, synchronously: the environment, the size of stdin,
@@ -115,9 +133,15 @@ fn prepare(env: &[(String, String)], stdin: &[u8]) -> Result<Prepared, Error> {
     if req.command == Command::Version {
         return Ok(Prepared::Answered(Some(version(stdin))));
     }
+    if let Ok(v) = serde_json::from_slice::<Value>(stdin)
+        && ipam::is_ipam_call(&v)
+    {
+        let call = ipam::prepare(&req, &v)?;
+        return Ok(Prepared::Ipam(Box::new((req, call))));
+    }
     let conf = PluginConf::parse(stdin)?;
     allowed_at(req.command, &conf.cni_version)?;
-    prev_result(&conf)?;
+    prev_result(conf.prev_result.as_ref(), &conf.cni_version)?;
     Ok(Prepared::Verb(Box::new((req, conf))))
 }
 
@@ -163,18 +187,21 @@ fn allowed_at(command: Command, version: &str) -> Result<(), Error> {
 /// the config's version picks the shape, and the result's own `cniVersion` (the config's when
 /// absent) must be of that shape — 0.3.0/0.3.1/0.4.0 or 1.0.0/1.1.0 — so a 0.4.0 prevResult is
 /// read in a 0.3.1 config and refused in a 1.0.0 one (code 1).
-pub(crate) fn prev_result(conf: &PluginConf) -> Result<Option<CniResult>, Error> {
-    let Some(v) = &conf.prev_result else {
+pub(crate) fn prev_result(
+    prev: Option<&Value>,
+    cni_version: &str,
+) -> Result<Option<CniResult>, Error> {
+    let Some(v) = prev else {
         return Ok(None);
     };
-    CniResult::prev_result_version(v, &conf.cni_version).map_err(|why| {
+    CniResult::prev_result_version(v, cni_version).map_err(|why| {
         Error::new(
             Code::IncompatibleVersion,
             "prevResult is of another version",
             why,
         )
     })?;
-    CniResult::from_prev_result(v, &conf.cni_version)
+    CniResult::from_prev_result(v, cni_version)
         .map(Some)
         .map_err(|why| Error::new(Code::InvalidConfig, "invalid prevResult", why))
 }

@@ -60,6 +60,10 @@ pub struct CniArgs {
     pub pod_uid: Option<String>,
     /// K8S_POD_INFRA_CONTAINER_ID.
     pub infra_container_id: Option<String>,
+    /// IP: static addresses for whereabouts-style IPAM (comma-separated CIDRs).
+    pub ip: Option<String>,
+    /// GATEWAY: their gateways (comma-separated).
+    pub gateway: Option<String>,
 }
 
 impl CniArgs {
@@ -83,6 +87,8 @@ impl CniArgs {
                 "K8S_POD_NAME" => &mut args.pod_name,
                 "K8S_POD_UID" => &mut args.pod_uid,
                 "K8S_POD_INFRA_CONTAINER_ID" => &mut args.infra_container_id,
+                "IP" => &mut args.ip,
+                "GATEWAY" => &mut args.gateway,
                 // IgnoreUnknown and anything else: ours to ignore, delegates still get them.
                 _ => continue,
             };

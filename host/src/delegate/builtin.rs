@@ -8,10 +8,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Call, Error, exec};
-use crate::cni::Command;
 use crate::cni::types::{CniResult, Dns, Interface, IpConfig};
+use crate::cni::{CniArgs, Command};
 use crate::guest::{IpamRequest, Origin, Policy};
-use crate::ipam::{self, Choice, IpamConf, LowestFree, Owner};
+use crate::ipam::{self, IpamConf, LowestFree, Owner};
 use crate::netlink::{self, LinkKind, verify};
 use crate::netns::{self, Netns, Sysctl};
 
@@ -68,7 +68,9 @@ enum Ipam {
     Exec(String),
 }
 
-fn parse(network: &str, conf: &Value) -> Result<Parsed, Error> {
+/// `conf` as ADD, DEL and CHECK read it; `args` are the call's CNI_ARGS (whereabouts reads
+/// static addresses from their `IP` and `GATEWAY`).
+fn parse(network: &str, conf: &Value, args: &CniArgs) -> Result<Parsed, Error> {
     let bad = |why: String| Error::Config {
         network: network.into(),
         why,
@@ -86,7 +88,10 @@ fn parse(network: &str, conf: &Value) -> Result<Parsed, Error> {
         Some(v) if v.as_object().is_some_and(|o| o.is_empty()) => Ipam::None,
         Some(v) => match v.get("type").and_then(Value::as_str) {
             Some(t) if ipam::is_builtin(t) => {
-                Ipam::InProcess(Box::new(IpamConf::parse(v).map_err(Error::from)?))
+                let ic = IpamConf::load(v)
+                    .and_then(|ic| ic.with_cni_args(args.ip.as_deref(), args.gateway.as_deref()))
+                    .map_err(Error::from)?;
+                Ipam::InProcess(Box::new(ic))
             }
             Some(t) if !t.is_empty() => Ipam::Exec(t.to_string()),
             _ => return Err(bad("ipam.type is required".into())),
@@ -128,7 +133,7 @@ fn parse(network: &str, conf: &Value) -> Result<Parsed, Error> {
 /// it — keys, mode, master named, MAC, requested addresses, the in-process IPAM's range — without
 /// touching the kernel or the API.
 pub fn validate(network: &str, conf: &Value) -> Result<(), Error> {
-    parse(network, conf).map(drop)
+    parse(network, conf, &CniArgs::default()).map(drop)
 }
 
 /// The pod-side sysctls the reference plugins set when they configure addresses: gratuitous ARP / unsolicited NA when the
@@ -160,7 +165,7 @@ fn sysctls(ns: &Netns, ifname: &str, addrs: &[IpNetwork]) -> Result<(), netns::E
 
 /// A requested address (`ips` of the network selection, capability `ips`): an address, or an
 /// address with a prefix length, as Multus and the reference plugins take it.
-pub(super) fn requested_ip(s: &str) -> Result<std::net::IpAddr, String> {
+pub fn requested_ip(s: &str) -> Result<std::net::IpAddr, String> {
     let (addr, prefix) = match s.split_once('/') {
         Some((a, p)) => (a, Some(p)),
         None => (s, None),
@@ -215,7 +220,7 @@ pub async fn add(
     conf: &Value,
     ifname: &str,
 ) -> Result<CniResult, Error> {
-    let p = parse(network, conf)?;
+    let p = parse(network, conf, &call.args)?;
     let netns_path = call.netns.clone().ok_or_else(|| Error::Config {
         network: network.into(),
         why: "CNI_NETNS is required".into(),
@@ -283,7 +288,7 @@ pub async fn add(
 
 /// Release the address and delete the link. Everything absent is success; every step runs.
 pub async fn del(call: &Call, network: &str, conf: &Value, ifname: &str) -> Result<(), Error> {
-    let p = parse(network, conf)?;
+    let p = parse(network, conf, &call.args)?;
     let released = release(call, network, &p.ipam, conf, ifname).await;
     let deleted = match &call.netns {
         Some(path) => match Netns::open(path) {
@@ -304,7 +309,7 @@ pub async fn del(call: &Call, network: &str, conf: &Value, ifname: &str) -> Resu
 /// still recorded for this container in the IPPool (or the exec'd IPAM's own CHECK). The first
 /// difference is reported as drift, naming what was expected and what is there.
 pub async fn check(call: &Call, network: &str, conf: &Value, ifname: &str) -> Result<(), Error> {
-    let p = parse(network, conf)?;
+    let p = parse(network, conf, &call.args)?;
     let drift = |what: String| Error::Drift {
         network: network.into(),
         ifname: ifname.into(),
@@ -373,44 +378,12 @@ pub async fn check(call: &Call, network: &str, conf: &Value, ifname: &str) -> Re
             .map(drop),
         Ipam::InProcess(ic) => {
             let kube = kube(call, network)?;
-            let me = owner(call, ifname);
-            let pools = ic.pools().map_err(Error::from)?;
-            for ip in &mine {
-                let Some(pool) = pools
-                    .iter()
-                    .find(|p| p.range.offset_of(ip.address.ip()).is_some())
-                else {
-                    if ic.addresses.iter().any(|s| s.address == ip.address) {
-                        continue; // a static address of `addresses`: nothing is recorded
-                    }
-                    return Err(drift(format!(
-                        "{} is in none of this network's ranges",
-                        ip.address
-                    )));
-                };
-                let held = ipam::holder(kube, pool, &call.conf.ipam_namespace, ip.address.ip())
-                    .await
-                    .map_err(Error::from)?;
-                match held {
-                    Some(a) if me.holds(&a) => {}
-                    Some(a) => {
-                        return Err(drift(format!(
-                            "IPPool records {} for container {} ({} {}), not for this one",
-                            ip.address.ip(),
-                            a.id,
-                            a.podref,
-                            a.ifname
-                        )));
-                    }
-                    None => {
-                        return Err(drift(format!(
-                            "IPPool no longer records {} (it could be handed to another pod)",
-                            ip.address.ip()
-                        )));
-                    }
-                }
-            }
-            Ok(())
+            let ns = &call.conf.ipam_namespace;
+            let addrs: Vec<IpNetwork> = mine.iter().map(|i| i.address).collect();
+            ipam::verify(kube, ic, ns, &owner(call, ifname), &addrs)
+                .await
+                .map_err(Error::from)?
+                .map_err(drift)
         }
     }
 }
@@ -432,89 +405,26 @@ async fn allocate(
             })
         }
         Ipam::InProcess(ic) => {
-            let pools = ic.pools().map_err(Error::from)?;
-            // The pod's requested addresses (capability `ips`): each must fall in a range, at
-            // most one per range.
-            for want in &p.ips {
-                let n = pools
-                    .iter()
-                    .filter(|pl| pl.range.offset_of(*want).is_some())
-                    .count();
-                if n == 0 {
-                    let cidrs: Vec<_> = pools.iter().map(|pl| pl.range.cidr()).collect();
-                    return Err(Error::Ipam(ipam::Error::Unavailable {
-                        ip: *want,
-                        why: format!("it is outside {}", cidrs.join(" and ")),
-                    }));
-                }
-            }
-            let mut leases = Vec::new();
-            for pool in &pools {
-                let wants: Vec<_> = p
-                    .ips
-                    .iter()
-                    .filter(|ip| pool.range.offset_of(**ip).is_some())
-                    .collect();
-                if wants.len() > 1 {
-                    return Err(Error::Ipam(ipam::Error::Unavailable {
-                        ip: *wants[1],
-                        why: format!(
-                            "{} is requested from {} too: one address per range",
-                            wants[0],
-                            pool.range.cidr()
-                        ),
-                    }));
-                }
-                match allocate_from(
-                    call,
-                    network,
-                    ic,
-                    pool,
-                    wants.first().copied().copied(),
-                    ifname,
-                )
-                .await
-                {
-                    Ok(l) => leases.push(l),
-                    Err(e) => {
-                        // Ranges already served are given back: the ADD fails as a whole.
-                        if !leases.is_empty()
-                            && let Err(undo) = release(call, network, &p.ipam, conf, ifname).await
-                        {
-                            tracing::error!("rollback of {network} on {ifname}: {undo}");
-                        }
-                        return Err(e);
-                    }
-                }
-            }
-            Ok(lease_result(ic, leases))
+            let leases = allocate_in_process(call, network, ic, &p.ips, ifname).await?;
+            Ok(ipam::result(ic, leases))
         }
     }
 }
 
-/// One range's address: the requested one, or the network's policy's choice.
-async fn allocate_from(
+/// One address from each range: the requested ones, the others the network's policy's choice.
+async fn allocate_in_process(
     call: &Call,
     network: &str,
     ic: &IpamConf,
-    pool: &ipam::PoolRef,
-    requested: Option<IpAddr>,
+    requested: &[IpAddr],
     ifname: &str,
-) -> Result<ipam::Lease, Error> {
+) -> Result<Vec<ipam::Lease>, Error> {
     let kube = kube(call, network)?;
     let owner = owner(call, ifname);
     let ns = &call.conf.ipam_namespace;
-    if let Some(want) = requested {
-        return ipam::allocate(
-            kube,
-            ic,
-            pool,
-            ns,
-            &owner,
-            Choice::<LowestFree>::Requested(want),
-        )
-        .await
-        .map_err(Error::from);
+    let lowest_free = || ipam::allocate_all(kube, ic, ns, &owner, requested, &LowestFree);
+    if ipam::all_requested(ic, requested)? {
+        return lowest_free().await.map_err(Error::from); // no range asks the policy
     }
     let chosen = async {
         let guest = call.guest(&ic.policy(), Origin::Network).await?;
@@ -525,7 +435,7 @@ async fn allocate_from(
             container_id: call.container_id.clone(),
         };
         let policy = Policy::new(call.guests()?, guest, req);
-        ipam::allocate(kube, ic, pool, ns, &owner, Choice::Proposed(&policy))
+        ipam::allocate_all(kube, ic, ns, &owner, requested, &policy)
             .await
             .map_err(Error::Ipam)
     }
@@ -534,7 +444,8 @@ async fn allocate_from(
         // The admin allows this network to fail open: a broken policy (missing, trapped,
         // answering nonsense) gives way to the built-in lowest-free — native, so it works
         // even when the engine itself cannot start — and the pod's network-status says
-        // so. A policy's refusal is a decision and is kept.
+        // so. A policy's refusal is a decision and is kept. (A failed allocation gives back
+        // the ranges it served, so lowest-free starts from nothing.)
         Err(e) if e.is_guest_failure() && call.fails_open(network).await => {
             let note = format!(
                 "policy {:?} failed ({e}); fell back to lowest-free",
@@ -542,39 +453,9 @@ async fn allocate_from(
             );
             tracing::warn!("network {network} on {ifname}: {note}");
             call.note(ifname, note);
-            ipam::allocate(kube, ic, pool, ns, &owner, Choice::Proposed(&LowestFree))
-                .await
-                .map_err(Error::from)
+            lowest_free().await.map_err(Error::from)
         }
         other => other,
-    }
-}
-
-/// The result of an in-process allocation: one address per range, each with the gateway when
-/// it is of the address's family (whereabouts gives every address the one gateway, a v4
-/// gateway to a v6 address too), then the static `addresses`, the routes and DNS.
-fn lease_result(ic: &IpamConf, leases: Vec<ipam::Lease>) -> CniResult {
-    let gateway_for = |ip: IpAddr| ic.gateway.filter(|g| g.is_ipv4() == ip.is_ipv4());
-    let mut ips: Vec<IpConfig> = leases
-        .into_iter()
-        .map(|l| IpConfig {
-            version: None,
-            gateway: gateway_for(l.address.ip()),
-            address: l.address,
-            interface: None,
-        })
-        .collect();
-    ips.extend(ic.addresses.iter().map(|s| IpConfig {
-        version: None,
-        address: s.address,
-        gateway: s.gateway,
-        interface: None,
-    }));
-    CniResult {
-        ips,
-        routes: ic.routes.clone(),
-        dns: ic.dns.clone().unwrap_or_default(),
-        ..Default::default()
     }
 }
 
@@ -607,47 +488,5 @@ async fn release(
             .await
             .map_err(Error::from)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_address_per_range_the_gateway_only_on_its_family_then_static_addresses() {
-        let ic = IpamConf::parse(&serde_json::json!({
-            "type": "whereabouts", "range": "172.16.30.0/24", "gateway": "172.16.30.1",
-            "ipRanges": [{"range": "fd00:30::/120"}],
-            "addresses": [{"address": "192.0.2.7/24", "gateway": "192.0.2.1"}],
-            "dns": {"nameservers": ["172.16.30.53"]},
-        }))
-        .unwrap();
-        let pools = ic.pools().unwrap();
-        let leases = vec![
-            ipam::Lease {
-                address: pools[0].range.address(2),
-                pool: pools[0].name.clone(),
-            },
-            ipam::Lease {
-                address: pools[1].range.address(1),
-                pool: pools[1].name.clone(),
-            },
-        ];
-        let r = lease_result(&ic, leases);
-        let got: Vec<_> = r
-            .ips
-            .iter()
-            .map(|i| format!("{} {:?}", i.address, i.gateway))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                "172.16.30.2/24 Some(172.16.30.1)",
-                "fd00:30::1/120 None",
-                "192.0.2.7/24 Some(192.0.2.1)"
-            ]
-        );
-        assert_eq!(r.dns.nameservers, ["172.16.30.53"]);
     }
 }

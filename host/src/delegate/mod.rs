@@ -20,6 +20,7 @@ use crate::guest::{Guests, Loaded, Origin, Pins, Pod};
 use crate::node::Node;
 use crate::{ipam, k8s, netlink, netns};
 
+pub use builtin::requested_ip;
 pub use plan::{Isolation, MAX_ATTACHMENTS, Planned, cluster_network, inject_capabilities, plan};
 
 /// Why running a delegate failed.

@@ -40,13 +40,10 @@ const KEYS: &[(&str, Key)] = &[
     ("enable_overlapping_ranges", Key::Honoured),
     ("sleep_for_race", Key::Honoured),
     ("policy", Key::Honoured),
-    (
-        "kubernetes",
-        Key::NoEffect(
-            "IPPools are written with the node's identity and in the node config's \
-             ipamNamespace; a NAD cannot choose the credentials the host acts with",
-        ),
-    ),
+    // As the IPAM plugin (`"ipam": {"type": "whereabouts"}` under another main plugin), its
+    // `kubeconfig` is the identity used, as in whereabouts; under the wasmcni meta-plugin the
+    // node config's is (a NAD cannot choose the credentials the host acts with).
+    ("kubernetes", Key::Honoured),
     ("datastore", Key::Honoured),
     (
         "log_file",
@@ -92,10 +89,7 @@ const KEYS: &[(&str, Key)] = &[
             "node slices (a NodeSlicePool controller) are not supported; remove the key to use one shared IPPool per range",
         ),
     ),
-    (
-        "configuration_path",
-        Key::Refused("whereabouts flat files are not read; put the keys in the NAD"),
-    ),
+    ("configuration_path", Key::Honoured),
     ("etcd_host", Key::Refused(ETCD)),
     ("etcd_username", Key::Refused(ETCD)),
     ("etcd_password", Key::Refused(ETCD)),
@@ -112,6 +106,10 @@ const RANGE_KEYS: &[&str] = &["range", "range_start", "range_end", "exclude"];
 
 /// The keys of one `addresses` entry (whereabouts' `Address`).
 const ADDRESS_KEYS: &[&str] = &["address", "gateway"];
+
+/// The keys of `kubernetes` (whereabouts' `KubernetesConfig`). Whereabouts never reads
+/// `k8s_api_root` (the kubeconfig names the server); it is accepted without effect.
+const KUBERNETES_KEYS: &[&str] = &["kubeconfig", "k8s_api_root"];
 
 /// One range as configured: `range` with its start, end and exclusions.
 #[derive(Debug, Clone, Deserialize)]
@@ -172,6 +170,10 @@ struct Raw {
     #[serde(default)]
     datastore: Option<String>,
     #[serde(default)]
+    kubernetes: Option<Value>,
+    #[serde(default)]
+    configuration_path: Option<String>,
+    #[serde(default)]
     policy: Option<GuestRef>,
 }
 
@@ -202,6 +204,10 @@ pub struct IpamConf {
     pub sleep_for_race: u32,
     /// `policy`: the guest that proposes addresses (default: lowest-free, whereabouts' choice).
     pub policy: Option<GuestRef>,
+    /// `kubernetes.kubeconfig`: the identity of the IPAM plugin (see [`KEYS`]).
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The whereabouts flat file whose keys filled this config's unset ones, if one was read.
+    pub flat_file: Option<std::path::PathBuf>,
 }
 
 /// Go's `encoding/json` key matching: an exact match first, else the first that folds equal.
@@ -251,28 +257,77 @@ fn entries<T: serde::de::DeserializeOwned>(
         .collect()
 }
 
-impl IpamConf {
-    /// Parse a plugin config's `ipam` object. Refused keys and unknown keys are errors naming
-    /// the key; keys without effect are logged.
-    pub fn parse(v: &Value) -> Result<Self, Error> {
-        let bad = |why: String| Error::Config { why };
-        let obj = v
-            .as_object()
-            .ok_or_else(|| bad("ipam must be an object".into()))?;
-        let mut folded = fold(obj, KEYS.iter().map(|(k, _)| *k), "ipam.")?;
-        for (k, what) in KEYS {
-            if !folded.contains_key(*k) {
-                continue;
+/// `obj`'s keys checked against [`KEYS`]: a refused key is an error naming it (`at` says where it
+/// was written), a key without effect is logged and dropped.
+fn check_keys(obj: &mut Map<String, Value>, at: &str) -> Result<(), Error> {
+    for (k, what) in KEYS {
+        if !obj.contains_key(*k) {
+            continue;
+        }
+        match what {
+            Key::Honoured => {}
+            Key::NoEffect(why) => {
+                tracing::debug!("{at}{k} has no effect in wasmcni: {why}");
+                obj.remove(*k);
             }
-            match what {
-                Key::Honoured => {}
-                Key::NoEffect(why) => {
-                    tracing::debug!("ipam.{k} has no effect in wasmcni: {why}");
-                    folded.remove(*k);
-                }
-                Key::Refused(why) => return Err(bad(format!("ipam.{k} is not supported: {why}"))),
+            Key::Refused(why) => {
+                return Err(Error::Config {
+                    why: format!("{at}{k} is not supported: {why}"),
+                });
             }
         }
+    }
+    Ok(())
+}
+
+impl IpamConf {
+    /// A plugin config's `ipam` object as whereabouts reads it on a node: its keys, then the
+    /// unset ones filled from the node's whereabouts flat file if there is one ([`flat`]).
+    /// Refused and unknown keys are errors naming the key (and the file).
+    ///
+    /// [`flat`]: super::flat
+    pub fn load(v: &Value) -> Result<Self, Error> {
+        let mut nad = Self::folded(v)?;
+        let path = nad.get("configuration_path").and_then(Value::as_str);
+        let Some(found) = super::flat::find(path)? else {
+            return Self::from_folded(nad, None);
+        };
+        let file = found.path;
+        let at = format!("whereabouts flat file {}: ", file.display());
+        let mut flat = fold(&found.keys, KEYS.iter().map(|(k, _)| *k), &at)?;
+        check_keys(&mut flat, &at)?;
+        // Whereabouts keeps the NAD's enable_overlapping_ranges over the file's (it saves and
+        // restores it around the merge), and the file's own configuration_path is not followed.
+        for k in ["enable_overlapping_ranges", "configuration_path"] {
+            if flat.remove(k).is_some() {
+                tracing::debug!("{at}{k} has no effect: whereabouts reads it from the NAD only");
+            }
+        }
+        super::flat::merge(&mut nad, flat);
+        Self::from_folded(nad, Some(file))
+    }
+
+    /// Parse a plugin config's `ipam` object alone (no flat file). Refused keys and unknown
+    /// keys are errors naming the key; keys without effect are logged.
+    pub fn parse(v: &Value) -> Result<Self, Error> {
+        Self::from_folded(Self::folded(v)?, None)
+    }
+
+    /// `v`'s keys in whereabouts' spelling, refused ones refused, those without effect dropped.
+    fn folded(v: &Value) -> Result<Map<String, Value>, Error> {
+        let obj = v.as_object().ok_or_else(|| Error::Config {
+            why: "ipam must be an object".into(),
+        })?;
+        let mut folded = fold(obj, KEYS.iter().map(|(k, _)| *k), "ipam.")?;
+        check_keys(&mut folded, "ipam.")?;
+        Ok(folded)
+    }
+
+    fn from_folded(
+        folded: Map<String, Value>,
+        flat_file: Option<std::path::PathBuf>,
+    ) -> Result<Self, Error> {
+        let bad = |why: String| Error::Config { why };
         let raw: Raw =
             serde_json::from_value(Value::Object(folded)).map_err(|e| bad(e.to_string()))?;
         if let Some(d) = raw.datastore.as_deref()
@@ -314,6 +369,20 @@ impl IpamConf {
         if ranges.is_empty() {
             return Err(bad("ipam needs range or ipRanges".into()));
         }
+        let kubeconfig = match raw.kubernetes {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(k)) => {
+                let k = fold(&k, KUBERNETES_KEYS.iter().copied(), "ipam.kubernetes.")?;
+                match k.get("kubeconfig") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(p)) if p.is_empty() => None,
+                    Some(Value::String(p)) => Some(std::path::PathBuf::from(p)),
+                    Some(_) => return Err(bad("ipam.kubernetes.kubeconfig must be a path".into())),
+                }
+            }
+            Some(_) => return Err(bad("ipam.kubernetes must be an object".into())),
+        };
+        let _ = raw.configuration_path; // read by `load`, before the merge
         let conf = IpamConf {
             kind: raw.kind,
             ranges,
@@ -325,9 +394,51 @@ impl IpamConf {
             overlapping: raw.enable_overlapping_ranges.unwrap_or(true),
             sleep_for_race: raw.sleep_for_race.unwrap_or(0),
             policy: raw.policy,
+            kubeconfig,
+            flat_file,
         };
         conf.pools()?;
         Ok(conf)
+    }
+
+    /// CNI_ARGS `IP` and `GATEWAY` applied as whereabouts' `handleEnvArgs` does: each of `IP`'s
+    /// comma-separated CIDRs is one more static address; each `GATEWAY` address becomes the
+    /// gateway of every static address whose subnet holds it.
+    pub fn with_cni_args(mut self, ip: Option<&str>, gateway: Option<&str>) -> Result<Self, Error> {
+        let bad = |why: String| Error::Config { why };
+        for item in ip.unwrap_or_default().split(',').map(str::trim) {
+            if item.is_empty() {
+                continue;
+            }
+            // Go's ParseCIDR: the prefix is required (ipnetwork would read a bare address as /32).
+            let address: ipnetwork::IpNetwork = item
+                .contains('/')
+                .then(|| item.parse().ok())
+                .flatten()
+                .ok_or_else(|| {
+                    bad(format!(
+                        "CNI_ARGS IP {item:?} is not an address with its prefix"
+                    ))
+                })?;
+            self.addresses.push(StaticAddress {
+                address,
+                gateway: None,
+            });
+        }
+        for item in gateway.unwrap_or_default().split(',').map(str::trim) {
+            if item.is_empty() {
+                continue;
+            }
+            let gw: IpAddr = item
+                .parse()
+                .map_err(|e| bad(format!("CNI_ARGS GATEWAY {item:?} is not an address: {e}")))?;
+            for a in &mut self.addresses {
+                if a.address.contains(gw) {
+                    a.gateway = Some(gw);
+                }
+            }
+        }
+        Ok(self)
     }
 
     /// Each range parsed, with its IPPool's name. The gateway is never allocatable.
@@ -408,6 +519,7 @@ pub fn reservation_name(network: Option<&str>, ip: IpAddr) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::path::Path;
 
     fn refused(v: Value) -> String {
         IpamConf::parse(&v).unwrap_err().to_string()
@@ -518,6 +630,73 @@ mod tests {
         );
         assert!(!pools[0].range.allocatable(3) && pools[0].range.allocatable(4));
         assert!(!c.overlapping);
+    }
+
+    #[test]
+    fn cni_args_ip_and_gateway_are_static_addresses_as_in_whereabouts() {
+        let c = IpamConf::parse(&json!({"type": "whereabouts", "range": "10.0.0.0/24",
+            "addresses": [{"address": "10.2.0.5/24"}]}))
+        .unwrap()
+        .with_cni_args(Some("10.1.0.7/24, fd00::7/64"), Some("10.1.0.1,10.2.0.1"))
+        .unwrap();
+        let got: Vec<_> = c
+            .addresses
+            .iter()
+            .map(|a| (a.address.to_string(), a.gateway.map(|g| g.to_string())))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("10.2.0.5/24".to_string(), Some("10.2.0.1".to_string())),
+                ("10.1.0.7/24".to_string(), Some("10.1.0.1".to_string())),
+                ("fd00::7/64".to_string(), None),
+            ]
+        );
+        let e = IpamConf::parse(&json!({"type": "whereabouts", "range": "10.0.0.0/24"}))
+            .unwrap()
+            .with_cni_args(Some("10.1.0.7"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("CNI_ARGS IP \"10.1.0.7\""), "{e}");
+    }
+
+    #[test]
+    fn a_flat_file_fills_what_the_nad_leaves_unset_and_its_keys_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("whereabouts.conf");
+        std::fs::write(
+            &f,
+            r#"{"kubernetes": {"kubeconfig": "/etc/cni/net.d/whereabouts.d/k"},
+                "Gateway": "10.0.0.254", "enable_overlapping_ranges": false,
+                "log_level": "debug", "reconciler_cron_expression": "30 4 * * *"}"#,
+        )
+        .unwrap();
+        let path = f.to_str().unwrap();
+        let c = IpamConf::load(&json!({"type": "whereabouts", "range": "10.0.0.0/24",
+            "configuration_path": path}))
+        .unwrap();
+        assert_eq!(c.gateway, Some("10.0.0.254".parse().unwrap()));
+        assert_eq!(
+            c.kubeconfig.as_deref(),
+            Some(Path::new("/etc/cni/net.d/whereabouts.d/k"))
+        );
+        assert!(
+            c.overlapping,
+            "the file's enable_overlapping_ranges never wins"
+        );
+        assert_eq!(c.flat_file.as_deref(), Some(f.as_path()));
+        std::fs::write(&f, r#"{"node_slice_size": "/28"}"#).unwrap();
+        let e = IpamConf::load(&json!({"type": "whereabouts", "range": "10.0.0.0/24",
+            "configuration_path": path}))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(path) && e.contains("node_slice_size"), "{e}");
+        std::fs::write(&f, r#"{"rnage": "10.0.0.0/8"}"#).unwrap();
+        let e = IpamConf::load(&json!({"type": "whereabouts", "range": "10.0.0.0/24",
+            "configuration_path": path}))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(path) && e.contains("rnage"), "{e}");
     }
 
     #[test]

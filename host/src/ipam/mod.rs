@@ -1,12 +1,15 @@
 //! Whereabouts-compatible IPAM: ranges, the pool view a proposer queries, choosing an address
 //! ([`Proposer`]: a Wasm guest, or [`LowestFree`]) and committing it to IPPool objects over a
-//! [`PoolStore`] by resourceVersion compare-and-swap (no cluster-wide lock).
+//! [`PoolStore`] with per-address conditional writes (no cluster-wide lock), and what the
+//! pools record ([`recorded`]) for the reconciler.
 //!
 //! IPAM knows neither the Wasm engine nor any guest: a reconciler uses it with `k8s` alone.
 
 mod choose;
 mod commit;
 mod conf;
+mod flat;
+mod lease;
 mod range;
 mod store;
 mod view;
@@ -19,6 +22,8 @@ use crate::k8s::{self, IpAllocation};
 pub use choose::{Choice, LowestFree, Proposal, Proposer};
 pub use commit::{MAX_ATTEMPTS, allocate, holder, release};
 pub use conf::{IpamConf, PoolRef};
+pub use flat::DEFAULT_PATHS as FLAT_PATHS;
+pub use lease::{all_requested, allocate_all, result, verify};
 pub use range::Range;
 pub use store::PoolStore;
 pub use view::PoolView;

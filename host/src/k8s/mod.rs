@@ -156,6 +156,24 @@ impl Client {
         Ok(Client { kube })
     }
 
+    /// The namespace of `kubeconfig`'s current context, if it names one: where whereabouts
+    /// keeps its IPPools when it runs with that kubeconfig (kube-system when none is named).
+    pub fn context_namespace(kubeconfig: &Path) -> Result<Option<String>, Error> {
+        let bad = |source| Error::Kubeconfig {
+            path: kubeconfig.to_path_buf(),
+            source,
+        };
+        let kc = Kubeconfig::read_from(kubeconfig).map_err(bad)?;
+        let current = kc.current_context.clone().unwrap_or_default();
+        Ok(kc
+            .contexts
+            .iter()
+            .find(|c| c.name == current)
+            .and_then(|c| c.context.as_ref())
+            .and_then(|c| c.namespace.clone())
+            .filter(|ns| !ns.is_empty()))
+    }
+
     /// The pod `namespace/name`.
     pub async fn pod(&self, namespace: &str, name: &str) -> Result<Pod, Error> {
         let api: Api<Pod> = Api::namespaced(self.kube.clone(), namespace);
