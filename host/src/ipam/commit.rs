@@ -117,8 +117,15 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
             }
         };
 
-        let (offset, chooser, mut view) = choose(&choice, view, &pool.range).await?;
+        let (proposed, chooser, mut view) = choose(&choice, view, &pool.range).await?;
         let requested = matches!(choice, Choice::Requested(_));
+        // After lost races, fan out from the proposal instead of following every other loser
+        // to the next lowest address (PoolView::spread). A requested address is exact.
+        let offset = if requested {
+            proposed
+        } else {
+            view.spread(proposed, lost, salt(attempt))
+        };
 
         if conf.overlapping {
             let ip = pool.range.address(offset).ip();
@@ -136,6 +143,7 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
                 }
                 Claim::Held(by) => {
                     view.take(offset, &by);
+                    lost += 1;
                     read = Some((view, empty_rv));
                     continue;
                 }
@@ -420,6 +428,15 @@ pub async fn release<S: PoolStore>(
     Ok(())
 }
 
+/// A different number for every writer and attempt (std's per-process random hash keys).
+fn salt(attempt: u32) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
 /// Short, jittered, growing pauses: racing writers spread out instead of colliding again.
 async fn backoff(attempt: u32) {
     let jitter = u64::from(std::process::id() % 7) + u64::from(attempt.min(10)) * 3;
@@ -662,17 +679,30 @@ mod tests {
         let gets = store.gets.load(Ordering::SeqCst);
         store.steal.store(3, Ordering::SeqCst);
         let lease = add(&store, &c, "a").await.unwrap();
-        // Three other writers took .2, .3, .4 while we tried them: we got .5, nobody twice,
-        // one read of the pool, and the losers' reservations were given back.
-        assert_eq!(lease.address.to_string(), "10.0.0.5/24");
+        // Three other writers took the addresses we tried: we got another one, nobody got one
+        // twice, the pool was read once, and the losers' reservations were given back. (After
+        // each loss the next try fans out over a wider window: PoolView::spread.)
         let entries = store.entries("10.0.0.0-24");
-        assert_eq!(entries.len(), 5);
-        assert_eq!(entries["5"].id, "a");
+        assert_eq!(entries.len(), 5, "first, three stolen, ours: {entries:?}");
+        let ours: Vec<_> = entries.iter().filter(|(_, a)| a.id == "a").collect();
+        assert_eq!(ours.len(), 1);
+        let o: u64 = ours[0].0.parse().unwrap();
+        assert_eq!(lease.address.to_string(), format!("10.0.0.{o}/24"));
+        assert!(
+            (5..=2 + 1 + 2 + 4 + 8).contains(&o),
+            "outside the widened windows: {o}"
+        );
         assert_eq!(store.gets.load(Ordering::SeqCst) - gets, 1);
-        for lost in 2..=4 {
-            assert_eq!(store.orip(&format!("10.0.0.{lost}")), None);
+        for (k, a) in &entries {
+            if a.id != "a" && a.id != "first" {
+                assert_eq!(
+                    store.orip(&format!("10.0.0.{k}")),
+                    None,
+                    "a loser's reservation"
+                );
+            }
         }
-        assert_eq!(store.orip("10.0.0.5").unwrap().containerid, "a");
+        assert_eq!(store.orip(&format!("10.0.0.{o}")).unwrap().containerid, "a");
     }
 
     #[tokio::test]
@@ -754,10 +784,10 @@ mod tests {
         .unwrap();
         assert_eq!(a.address.to_string(), "10.0.1.1/22");
         let b = add(&store, &narrow, "b").await.unwrap();
-        assert_eq!(
-            b.address.to_string(),
-            "10.0.1.2/24",
-            "the /22's reservation is honoured"
+        assert!(
+            ["10.0.1.2/24", "10.0.1.3/24"].contains(&b.address.to_string().as_str()),
+            "the /22's reservation is honoured (then one of the next two): {}",
+            b.address
         );
         let e = alloc_as(
             &store,
@@ -782,11 +812,12 @@ mod tests {
         let c = conf("10.0.0.0/24");
         store.reserved_by_other("10.0.0.1", "other/wb-pod");
         let a = add(&store, &c, "a").await.unwrap();
-        assert_eq!(a.address.to_string(), "10.0.0.2/24");
+        let ip = a.address.ip().to_string();
+        assert!(["10.0.0.2", "10.0.0.3"].contains(&ip.as_str()), "{ip}");
         release(&store, "kube-system", None, &owner("a"))
             .await
             .unwrap();
-        assert_eq!(store.orip("10.0.0.2"), None, "ours released");
+        assert_eq!(store.orip(&ip), None, "ours released");
         assert_eq!(store.orip("10.0.0.1").unwrap().podref, "other/wb-pod");
     }
 

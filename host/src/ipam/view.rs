@@ -60,6 +60,27 @@ impl PoolView {
         }
     }
 
+    /// The offset to try instead of the proposed `offset` after `losses` lost races: one of
+    /// the 2^losses free offsets from `offset` on (at most 64), picked by `salt`. Writers that
+    /// all propose the same lowest address, and lose it to each other, would otherwise move on
+    /// in lockstep — every one to the next lowest — and collide again on every address; widening
+    /// the window after each loss fans them out, as Ethernet's backoff does in time. With no
+    /// loss it is `offset` itself; it is never below it, and it is always free.
+    pub fn spread(&self, offset: u64, losses: u32, salt: u64) -> u64 {
+        if losses == 0 {
+            return offset;
+        }
+        let window = 1u64 << losses.min(6);
+        let mut at = offset;
+        for _ in 0..salt % window {
+            match at.checked_add(1).and_then(|n| self.next_free_from(n)) {
+                Some(next) => at = next,
+                None => break,
+            }
+        }
+        at
+    }
+
     /// Mark `offset` taken by someone this view was not read with (a writer that got there
     /// first, or a reservation from an overlapping range).
     pub fn take(&mut self, offset: u64, by: &str) {
@@ -105,6 +126,31 @@ mod tests {
         assert!(!v.is_free(3) && !v.is_free(1) && v.is_free(5));
         assert_eq!(v.owner_of(2).as_deref(), Some("default/b"));
         assert_eq!(v.allocated_count(), 3);
+    }
+
+    #[test]
+    fn spread_stays_on_free_offsets_at_or_after_the_proposal_and_widens_with_losses() {
+        let range = Range::parse("10.0.0.0/24", None, None, &[]).unwrap();
+        let v = PoolView::new(range, [(6, alloc("a")), (7, alloc("b"))].into());
+        assert_eq!(v.spread(5, 0, 12345), 5, "no loss: the proposal itself");
+        let once: std::collections::BTreeSet<u64> = (0..64).map(|s| v.spread(5, 1, s)).collect();
+        assert_eq!(
+            once,
+            [5, 8].into(),
+            "one loss: the proposal or the next free one"
+        );
+        let many: std::collections::BTreeSet<u64> = (0..256).map(|s| v.spread(5, 9, s)).collect();
+        assert_eq!(many.len(), 64, "the window stops at 64");
+        assert!(many.iter().all(|o| *o >= 5 && v.is_free(*o)));
+        let near_end = PoolView::new(
+            Range::parse("10.0.0.0/29", None, None, &[]).unwrap(),
+            Default::default(),
+        );
+        assert_eq!(
+            near_end.spread(5, 6, 63),
+            6,
+            "stops at the last free offset"
+        );
     }
 
     #[test]
