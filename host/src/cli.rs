@@ -4,7 +4,8 @@
 //! - `wasmcni guest inspect FILE` — a module's world, imports, exports and sha256;
 //! - `wasmcni guest pin FILE --name N [--apply --kubeconfig K]` — the ConfigMap entry that lets
 //!   NetworkAttachmentDefinitions name the guest (printed, or applied);
-//! - `wasmcni guest test FILE …` — run a policy offline against a sample pod and pool.
+//! - `wasmcni guest test FILE …` — run a policy offline against a sample pod and pool;
+//! - `wasmcni reconcile --kubeconfig K` — the IPAM reconciler (one leader per cluster, by Lease).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,6 +37,37 @@ enum Cmd {
     Guest(GuestCmd),
     /// The built-in guests (same as `guest list`).
     Guests,
+    /// The IPAM reconciler: frees allocations and reservations no pod holds (run as a
+    /// Deployment; replicas elect one leader with a Lease).
+    Reconcile(ReconcileArgs),
+}
+
+/// `wasmcni reconcile` arguments.
+#[derive(clap::Args)]
+struct ReconcileArgs {
+    /// The reconciler's identity (deploy/reconciler.yaml's ServiceAccount).
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Where the IPPools and reservations live (the node config's ipamNamespace).
+    #[arg(long, default_value = "kube-system")]
+    namespace: String,
+    /// Seconds between passes.
+    #[arg(long, default_value_t = 60)]
+    interval: u64,
+    /// Seconds a suspect must stay one before it is freed (an ADD in flight finishes well
+    /// within it; the kubelet's CNI timeout is minutes at most).
+    #[arg(long, default_value_t = 300)]
+    grace: u64,
+    /// Seconds a Lease is held without renewal.
+    #[arg(long, default_value_t = 30)]
+    lease_seconds: i32,
+    /// This replica's name in the Lease (default: the hostname, i.e. the pod name).
+    #[arg(long)]
+    identity: Option<String>,
+    /// Take the Lease, pass until nothing waits on the grace period, print the totals as JSON
+    /// and exit (tests, or a CronJob).
+    #[arg(long)]
+    once: bool,
 }
 
 #[derive(Subcommand)]
@@ -124,6 +156,7 @@ pub fn main() -> ExitCode {
             apply.then_some(kubeconfig).flatten(),
         ),
         Cmd::Guest(GuestCmd::Test(args)) => test(args),
+        Cmd::Reconcile(args) => reconcile(args),
     };
     match run {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,6 +165,69 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn reconcile(a: ReconcileArgs) -> anyhow::Result<()> {
+    use crate::reconcile::{COMPONENT, Pass, Reconciler};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let kube = crate::k8s::Client::from_kubeconfig(&a.kubeconfig).await?;
+        let me = match a.identity {
+            Some(i) => i,
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname")?
+                .trim()
+                .to_string(),
+        };
+        let mut r = Reconciler::new(
+            kube.clone(),
+            a.namespace.clone(),
+            Duration::from_secs(a.grace),
+        );
+        let mut total = Pass::default();
+        loop {
+            let leader = kube
+                .acquire_lease(&a.namespace, COMPONENT, &me, a.lease_seconds)
+                .await;
+            let pass = match leader {
+                Ok(true) => r.pass().await,
+                Ok(false) => {
+                    if a.once {
+                        bail!("another reconciler holds Lease {}/{COMPONENT}", a.namespace);
+                    }
+                    r.forget();
+                    tokio::time::sleep(Duration::from_secs(a.interval)).await;
+                    continue;
+                }
+                Err(e) => Err(e),
+            };
+            match pass {
+                Ok(p) => {
+                    tracing::info!(
+                        "pass: freed {} allocations, {} reservations; {} waiting, {} cleared",
+                        p.freed_entries,
+                        p.freed_reservations,
+                        p.waiting,
+                        p.cleared
+                    );
+                    total.freed_entries += p.freed_entries;
+                    total.freed_reservations += p.freed_reservations;
+                    total.cleared += p.cleared;
+                    total.waiting = p.waiting;
+                    if a.once && p.waiting == 0 {
+                        println!("{}", serde_json::to_string(&total)?);
+                        return Ok(());
+                    }
+                }
+                // A pass that cannot read its snapshot is retried; the memory stays.
+                Err(e) if !a.once => tracing::warn!("pass failed: {e}"),
+                Err(e) => return Err(e.into()),
+            }
+            let pause = if a.once { a.grace.max(1) } else { a.interval };
+            tokio::time::sleep(Duration::from_secs(pause)).await;
+        }
+    })
 }
 
 fn inspect(file: &PathBuf) -> anyhow::Result<()> {

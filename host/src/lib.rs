@@ -15,3 +15,4 @@ pub mod logging;
 pub mod netlink;
 pub mod netns;
 pub mod node;
+pub mod reconcile;

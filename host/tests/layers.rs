@@ -1,5 +1,5 @@
 //! The host's layers import downward only: protocol ← (netns, k8s, config) ← (netlink, ipam) ←
-//! guest ← node ← delegate ← verbs ← CLI. Read from the source, so a new upward import (or a
+//! (guest, reconcile) ← node ← delegate ← verbs ← CLI. Read from the source, so a new upward import (or a
 //! circle) fails here, naming the file and the import.
 
 use std::collections::BTreeMap;
@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("netlink", 2),
     ("ipam", 2),
     ("guest", 3),
+    ("reconcile", 3),
     ("node", 4),
     ("delegate", 5),
     ("cmd", 6),

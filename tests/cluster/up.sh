@@ -2,7 +2,8 @@
 # tests/cluster/up.sh STATE_DIR — start a throwaway Kubernetes control plane for tests:
 # etcd + kube-apiserver only (no scheduler, controller-manager or kubelet: pods exist
 # as objects only), listening on 127.0.0.1 on free ports, all state in STATE_DIR.
-# Applies deploy/crds/*.yaml and deploy/rbac.yaml and writes kubeconfigs + an env file.
+# Applies deploy/crds/*.yaml, deploy/rbac.yaml and deploy/reconciler.yaml and writes kubeconfigs
+# (admin, wasmcni, reconciler) + an env file.
 # Stop it with tests/cluster/down.sh STATE_DIR. See tests/cluster/README.md.
 #
 # Env knobs (all optional):
@@ -264,7 +265,8 @@ k get namespace kube-system default >/dev/null || die "namespaces kube-system/de
 # ---------------------------------------------------------------- CRDs + RBAC
 apply_ok=""
 for _ in 1 2 3 4 5; do
-    if k apply -f "$REPO/deploy/crds/" >&2 && k apply -f "$REPO/deploy/rbac.yaml" >&2; then
+    if k apply -f "$REPO/deploy/crds/" >&2 && k apply -f "$REPO/deploy/rbac.yaml" >&2 &&
+        k apply -f "$REPO/deploy/reconciler.yaml" >&2; then
         apply_ok=1
         break
     fi
@@ -287,6 +289,9 @@ WASMCNI_TOKEN=$(k create token wasmcni -n kube-system --duration="$TOKEN_DURATIO
 [[ -n "$WASMCNI_TOKEN" ]] || die "TokenRequest for kube-system/wasmcni returned nothing"
 write_kubeconfig "$STATE/wasmcni.kubeconfig" "https://127.0.0.1:$APISERVER_PORT" wasmcni "$WASMCNI_TOKEN"
 write_kubeconfig "$STATE/wasmcni-vm.kubeconfig" "$VM_SERVER" wasmcni "$WASMCNI_TOKEN"
+RECONCILER_TOKEN=$(k create token wasmcni-reconciler -n kube-system --duration="$TOKEN_DURATION")
+[[ -n "$RECONCILER_TOKEN" ]] || die "TokenRequest for kube-system/wasmcni-reconciler returned nothing"
+write_kubeconfig "$STATE/reconciler.kubeconfig" "https://127.0.0.1:$APISERVER_PORT" wasmcni-reconciler "$RECONCILER_TOKEN"
 
 # sanity: the plugin identity has exactly the expected rights
 can() { "$BIN/kubectl" --kubeconfig "$STATE/wasmcni.kubeconfig" auth can-i "$@" 2>/dev/null || true; }
@@ -309,6 +314,7 @@ can() { "$BIN/kubectl" --kubeconfig "$STATE/wasmcni.kubeconfig" auth can-i "$@" 
     echo "export CLUSTER_CA_FILE=$PKI/ca.crt"
     echo "export WASMCNI_KUBECONFIG=$STATE/wasmcni.kubeconfig"
     echo "export WASMCNI_VM_KUBECONFIG=$STATE/wasmcni-vm.kubeconfig"
+    echo "export RECONCILER_KUBECONFIG=$STATE/reconciler.kubeconfig"
 } >"$STATE/env.tmp"
 mv -f "$STATE/env.tmp" "$STATE/env"
 

@@ -5,6 +5,7 @@
 //!
 //! IPAM knows neither the Wasm engine nor any guest: a reconciler uses it with `k8s` alone.
 
+mod audit;
 mod choose;
 mod commit;
 mod conf;
@@ -19,6 +20,7 @@ use std::net::IpAddr;
 
 use crate::k8s::{self, IpAllocation};
 
+pub use audit::{Recorded, names_address, recorded};
 pub use choose::{Choice, LowestFree, Proposal, Proposer};
 pub use commit::{MAX_ATTEMPTS, allocate, holder, release};
 pub use conf::{IpamConf, PoolRef};

@@ -3,6 +3,7 @@
 //! Every call has a deadline (the kubelet's CNI timeout is short and DEL must never hang), and
 //! errors say which object and whether trying again can help.
 
+mod cluster;
 mod crd;
 mod names;
 
@@ -16,6 +17,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client as KubeClient, Config};
 
+pub use cluster::PodSummary;
 pub use names::{InvalidName, ObjectRef};
 
 pub use crd::{
