@@ -6,6 +6,8 @@
 #          policies (policies/build.sh; one is Python) through the real wasmtime host
 #   T2–T4  tests/e2e/run.sh: real network namespaces, the Go-built kube-apiserver + etcd, wasmcni
 #          driven by cnitool; ipvlan in the kernel VM when this kernel lacks it
+#   T5     tests/faults/chaos.sh: SIGKILLed plugin processes, an apiserver SIGKILL + restart, a
+#          lost node, then the runtime's retries and the reconciler; prints what it counted
 # Ends with one line "tests: N passed, N failed" and exits non-zero on any failure.
 set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -50,10 +52,16 @@ else
     tier "T2-T4 e2e (netns, apiserver, VM)" 0 1 $(( $(now) - t ))
 fi
 
+t=$(now)
+bash tests/e2e/run.sh tests/faults/chaos.sh 2>&1 | tee "$LOG/faults.log"
+read -r p f < <(sed -n 's/^e2e: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$LOG/faults.log" | tail -n1)
+tier "T5 faults (kills, restart, lost node)" "${p:-0}" "${f:-1}" $(( $(now) - t ))
+
 echo
 echo "=== summary"
 printf '%s\n' "${summary[@]}"
-grep -h '^  FAIL' "$LOG/e2e.log" 2>/dev/null
+grep -h '^faults:' "$LOG/faults.log" 2>/dev/null
+grep -h '^  FAIL' "$LOG/e2e.log" "$LOG/faults.log" 2>/dev/null
 rm -rf "$LOG"
 echo "tests: $passed passed, $failed failed"
 [[ $failed == 0 ]]
