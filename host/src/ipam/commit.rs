@@ -74,6 +74,7 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
     // had no allocations at all (the first write then replaces the whole map).
     let mut read: Option<(PoolView, Option<String>)> = None;
     let mut lost = 0u32;
+    let _turn = store.turn(namespace, &pool.name).await;
     for attempt in 0..MAX_ATTEMPTS {
         let (view, empty_rv) = match read.take() {
             Some(r) => r,
@@ -396,6 +397,7 @@ pub async fn release<S: PoolStore>(
             .collect(),
     };
     for name in names {
+        let _turn = store.turn(namespace, &name).await;
         let Some(pool) = store.get(namespace, &name).await.map_err(Error::Store)? else {
             continue;
         };

@@ -13,6 +13,7 @@ mod flat;
 mod lease;
 mod range;
 mod store;
+mod turn;
 mod view;
 
 use std::convert::Infallible;

@@ -91,6 +91,16 @@ pub trait PoolStore: Sync {
         name: &str,
         uid: &str,
     ) -> impl Future<Output = Result<Write, k8s::Error>> + Send;
+
+    /// This node's turn at pool `namespace/name`, held until dropped ([`super::turn`]); `None`
+    /// where writers need none. Only throughput depends on it, never correctness.
+    fn turn(
+        &self,
+        _namespace: &str,
+        _name: &str,
+    ) -> impl Future<Output = Option<super::turn::Turn>> + Send {
+        std::future::ready(None)
+    }
 }
 
 impl PoolStore for k8s::Client {
@@ -151,5 +161,8 @@ impl PoolStore for k8s::Client {
     }
     async fn unreserve(&self, namespace: &str, name: &str, uid: &str) -> Result<Write, k8s::Error> {
         k8s::Client::unreserve(self, namespace, name, uid).await
+    }
+    async fn turn(&self, namespace: &str, name: &str) -> Option<super::turn::Turn> {
+        super::turn::take(namespace, name).await
     }
 }
