@@ -86,6 +86,35 @@ fn not_held(p: Option<&PodSummary>, podref: &str, ip: std::net::IpAddr) -> Optio
     }
 }
 
+/// Why pod `p` (if it exists) does not hold reservation `name`, which no pool accounts for;
+/// `None` when it may. A pod that exists and is neither completed nor Running with a
+/// network-status is never judged: its ADD may be between the reservation and the pool entry.
+fn reservation_not_held(p: Option<&PodSummary>, podref: &str, name: &str) -> Option<String> {
+    match p {
+        None => Some(format!(
+            "no pool records its address and pod {podref} no longer exists"
+        )),
+        Some(p) if matches!(p.phase.as_str(), "Succeeded" | "Failed") => Some(format!(
+            "no pool records its address and pod {podref} has completed ({})",
+            p.phase
+        )),
+        Some(p) if p.phase == "Running" => match &p.status_ips {
+            Some(ips)
+                if !ips
+                    .iter()
+                    .filter_map(|s| s.parse().ok())
+                    .any(|ip| ipam::names_address(name, ip)) =>
+            {
+                Some(format!(
+                    "no pool records its address and running pod {podref} does not list it"
+                ))
+            }
+            _ => None,
+        },
+        Some(_) => None,
+    }
+}
+
 /// The suspects of one snapshot (pools read first, then reservations, then pods).
 pub fn suspects(
     recorded: &[Recorded],
@@ -114,19 +143,8 @@ pub fn suspects(
             continue;
         }
         let podref = &orip.spec.podref;
-        let pod = pods.get(podref);
-        // The pod still lists the address: it holds it, whatever the pools say.
-        let listed = pod.and_then(|p| p.status_ips.as_ref()).is_some_and(|ips| {
-            ips.iter()
-                .filter_map(|s| s.parse().ok())
-                .any(|ip| ipam::names_address(name, ip))
-        });
-        if listed {
+        let Some(why) = reservation_not_held(pods.get(podref), podref, name) else {
             continue;
-        }
-        let why = match pod {
-            None => format!("no pool records its address and pod {podref} no longer exists"),
-            Some(_) => format!("no pool records its address for pod {podref}"),
         };
         out.push(Suspect::Reservation {
             name: name.clone(),
@@ -268,6 +286,15 @@ impl Reconciler {
                 podref,
                 why,
             } => {
+                let live = match podref.split_once('/') {
+                    Some((pns, pname)) if !pns.is_empty() && !pname.is_empty() => {
+                        self.kube.pod_summary(pns, pname).await.map_err(store)?
+                    }
+                    _ => None,
+                };
+                if reservation_not_held(live.as_ref(), podref, name).is_none() {
+                    return Ok(false);
+                }
                 if self.kube.unreserve(ns, name, uid).await.map_err(store)? != k8s::Write::Done {
                     return Ok(false); // gone or replaced meanwhile: nothing of ours to free
                 }
@@ -380,12 +407,16 @@ mod tests {
             ("default/a".to_string(), pod("Running", Some(&["10.0.0.1"]))),
             ("default/b".to_string(), pod("Running", Some(&["10.0.0.2"]))),
             ("default/c".to_string(), pod("Pending", None)),
+            ("default/d".to_string(), pod("Failed", None)),
+            ("default/e".to_string(), pod("Running", Some(&["10.0.0.9"]))),
         ]);
         let orips = [
             orip("10.0.0.1", "default/a"),      // accounted for
             orip("blue-10.0.0.2", "default/b"), // not recorded, but its pod lists it
-            orip("10.0.0.3", "default/c"),      // not recorded: DEL died half-way, or ADD in flight
-            orip("10.0.0.4", "default/gone"),   // not recorded, pod gone
+            orip("10.0.0.3", "default/c"), // not recorded, pod Pending: its ADD may be in flight
+            orip("10.0.0.4", "default/gone"), // not recorded, pod gone
+            orip("10.0.0.5", "default/d"), // not recorded, pod completed
+            orip("10.0.0.6", "default/e"), // not recorded, running pod lists another address
         ];
         let s = suspects(&recorded, &orips, &pods);
         let names: Vec<_> = s
@@ -395,6 +426,6 @@ mod tests {
                 Suspect::Entry { .. } => "entry",
             })
             .collect();
-        assert_eq!(names, ["10.0.0.3", "10.0.0.4"]);
+        assert_eq!(names, ["10.0.0.4", "10.0.0.5", "10.0.0.6"]);
     }
 }

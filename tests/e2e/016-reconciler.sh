@@ -2,8 +2,9 @@
 # tests/e2e/016-reconciler.sh — `wasmcni reconcile` on the real API server, with its own
 # least-privilege identity (deploy/reconciler.yaml):
 #   - frees the allocation (and its ORIP) of a pod deleted without a DEL (a lost node), and
-#     reservations no pool accounts for (a DEL that died between its two writes), each with an
-#     Event; keeps the allocations of pods that exist;
+#     reservations no pool accounts for whose pod is gone or completed (a DEL that died between
+#     its two writes), each with an Event; keeps the allocations of pods that exist, and the
+#     reservations of pods not running yet;
 #   - never frees the address of a pod being created: an ADD held between its reservation and
 #     its pool entry (sleep_for_race) while the reconciler passes keeps both;
 #   - one leader: a second reconciler is refused while the Lease is held;
@@ -38,13 +39,17 @@ check_eq "…not create pools" no "$(can -n kube-system create ippools.whereabou
 check_eq "…not delete pools" no "$(can -n kube-system delete ippools.whereabouts.cni.cncf.io)"
 
 for p in rec-a rec-b rec-c; do new_netns wcni-$p; make_pod $p rec-net; done
-defer "kc delete pod rec-a rec-b rec-c rec-d --wait=false --ignore-not-found"
+defer "kc delete pod rec-a rec-b rec-c rec-d rec-e --wait=false --ignore-not-found"
 for p in rec-a rec-b rec-c; do check "ADD $p" bash -c "$(declare -f cni); $(declare -p NETDIR CNI_BIN WORK TOOLS); cni add wcni-$p $p >/dev/null"; done
 a=$(net1_v4 wcni-rec-a)
 # A lost node: the pod object is deleted and no DEL ever comes.
 kc delete pod rec-a --grace-period=0 --force >/dev/null 2>&1
-# Leaked reservations: one whose pod is gone, one of a live pod that no pool records.
-for x in "172.16.60.200 default/ghost" "172.16.60.201 default/rec-b"; do
+# Reservations no pool records: one whose pod is gone and one of a completed pod (both leaks),
+# and one of a pod that exists and is not running yet (its ADD may be between the two writes:
+# kept, however long).
+make_pod rec-e rec-net
+kc patch pod rec-e --subresource=status --type=merge -p '{"status":{"phase":"Succeeded"}}' >/dev/null
+for x in "172.16.60.200 default/ghost" "172.16.60.201 default/rec-e" "172.16.60.202 default/rec-b"; do
     read -r name podref <<<"$x"
     kc apply -f - >/dev/null <<EOF
 apiVersion: whereabouts.cni.cncf.io/v1alpha1
@@ -68,14 +73,16 @@ check_eq "the slow ADD succeeds" 0 "$(cat "$WORK/add-d.rc")"
 check_json "the reconciler freed 1 allocation and 2 reservations" <(echo "$out") \
     '.freed_entries == 1 and .freed_reservations == 2'
 d=$(net1_v4 wcni-rec-d)
-want=$(for p in rec-b rec-c rec-d; do echo "$(net1_v4 wcni-$p) default/$p"; done | sort)
-check_eq "ORIPs left: those of the live pods b, c and the new d" "$want" "$(orips)"
+want=$( { for p in rec-b rec-c rec-d; do echo "$(net1_v4 wcni-$p) default/$p"; done
+          echo "172.16.60.202 default/rec-b"; } | sort)
+check_eq "ORIPs left: those of the live pods b, c, the new d, and b's unrecorded one" "$want" "$(orips)"
 check_eq "the pool keeps b, c, d and not a ($a)" "default/rec-b default/rec-c default/rec-d" \
     "$(pool_allocations 172.16.60.0-24 | jq -r '[.[].podref]|sort|join(" ")')"
 check "d's address ($d) is recorded for d" test -n "$d"
 ev=$(kc get events -A --field-selector reason=AddressReleased -o json | jq -r '.items[].message')
 check_grep "an Event for a's address" "released $a .*default/rec-a.*no longer exists" "$ev"
 check_grep "an Event for the ghost reservation" "172.16.60.200 .*default/ghost" "$ev"
+check_grep "an Event for the completed pod's reservation" "172.16.60.201 .*default/rec-e.*completed" "$ev"
 
 # One leader: the Lease is held (30 s) by e2e-1.
 check "a second reconciler is refused while the Lease is held" bash -c "! $WASMCNI reconcile --kubeconfig $RK --once --identity e2e-2 --grace 1 2>$WORK/second.err"
