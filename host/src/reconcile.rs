@@ -241,12 +241,7 @@ impl Reconciler {
                 ifname,
                 ..
             } => {
-                let live = match podref.split_once('/') {
-                    Some((pns, name)) if !pns.is_empty() && !name.is_empty() => {
-                        self.kube.pod_summary(pns, name).await.map_err(store)?
-                    }
-                    _ => None,
-                };
+                let live = self.live_pod(podref).await.map_err(store)?;
                 let Some(why) = not_held(live.as_ref(), podref, *ip) else {
                     return Ok(false);
                 };
@@ -261,21 +256,8 @@ impl Reconciler {
                 );
                 tracing::info!("{msg}");
                 let object = match (&live, podref.split_once('/')) {
-                    (Some(p), Some((pns, name))) => ObjectReference {
-                        api_version: Some("v1".into()),
-                        kind: Some("Pod".into()),
-                        namespace: Some(pns.into()),
-                        name: Some(name.into()),
-                        uid: Some(p.uid.clone()),
-                        ..Default::default()
-                    },
-                    _ => ObjectReference {
-                        api_version: Some("whereabouts.cni.cncf.io/v1alpha1".into()),
-                        kind: Some("IPPool".into()),
-                        namespace: Some(ns.clone()),
-                        name: Some(pool.clone()),
-                        ..Default::default()
-                    },
+                    (Some(p), Some((pns, name))) => object("v1", "Pod", pns, name, Some(&p.uid)),
+                    _ => object(WHEREABOUTS, "IPPool", ns, pool, None),
                 };
                 self.event(object, &msg).await;
                 Ok(true)
@@ -286,12 +268,7 @@ impl Reconciler {
                 podref,
                 why,
             } => {
-                let live = match podref.split_once('/') {
-                    Some((pns, pname)) if !pns.is_empty() && !pname.is_empty() => {
-                        self.kube.pod_summary(pns, pname).await.map_err(store)?
-                    }
-                    _ => None,
-                };
+                let live = self.live_pod(podref).await.map_err(store)?;
                 if reservation_not_held(live.as_ref(), podref, name).is_none() {
                     return Ok(false);
                 }
@@ -301,17 +278,26 @@ impl Reconciler {
                 let msg =
                     format!("deleted OverlappingRangeIPReservation {ns}/{name} ({podref}): {why}");
                 tracing::info!("{msg}");
-                let object = ObjectReference {
-                    api_version: Some("whereabouts.cni.cncf.io/v1alpha1".into()),
-                    kind: Some("OverlappingRangeIPReservation".into()),
-                    namespace: Some(ns.clone()),
-                    name: Some(name.clone()),
-                    uid: Some(uid.clone()),
-                    ..Default::default()
-                };
+                let object = object(
+                    WHEREABOUTS,
+                    "OverlappingRangeIPReservation",
+                    ns,
+                    name,
+                    Some(uid),
+                );
                 self.event(object, &msg).await;
                 Ok(true)
             }
+        }
+    }
+
+    /// The pod `podref` as it is now, if it exists.
+    async fn live_pod(&self, podref: &str) -> Result<Option<PodSummary>, k8s::Error> {
+        match podref.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                self.kube.pod_summary(ns, name).await
+            }
+            _ => Ok(None),
         }
     }
 
@@ -324,6 +310,20 @@ impl Reconciler {
         {
             tracing::warn!("event for {msg:?}: {e}");
         }
+    }
+}
+
+const WHEREABOUTS: &str = "whereabouts.cni.cncf.io/v1alpha1";
+
+/// The object an Event is about.
+fn object(api: &str, kind: &str, ns: &str, name: &str, uid: Option<&str>) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(api.into()),
+        kind: Some(kind.into()),
+        namespace: Some(ns.into()),
+        name: Some(name.into()),
+        uid: uid.map(str::to_string),
+        ..Default::default()
     }
 }
 
