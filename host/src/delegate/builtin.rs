@@ -91,6 +91,14 @@ fn parse(network: &str, conf: &Value, args: &CniArgs) -> Result<Parsed, Error> {
                 let ic = IpamConf::load(v)
                     .and_then(|ic| ic.with_cni_args(args.ip.as_deref(), args.gateway.as_deref()))
                     .map_err(Error::from)?;
+                if let Some(k) = &ic.kubeconfig {
+                    // Documented (README key table): the node's identity writes the pools.
+                    tracing::info!(
+                        "network {network}: ipam.kubernetes.kubeconfig {} has no effect under \
+                         the wasmcni meta-plugin (the node config's kubeconfig is used)",
+                        k.display()
+                    );
+                }
                 Ipam::InProcess(Box::new(ic))
             }
             Some(t) if !t.is_empty() => Ipam::Exec(t.to_string()),
