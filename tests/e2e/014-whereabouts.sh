@@ -17,11 +17,9 @@ nad() { # NAME IPAM_JSON
 }
 nad wide-net '{"type":"whereabouts","range":"172.16.40.0/23"}'
 nad narrow-net '{"type":"whereabouts","range":"172.16.40.0/24"}'
-orips() { kc -n kube-system get overlappingrangeipreservations.whereabouts.cni.cncf.io -o json |
-    jq -r '.items[]|select(.metadata.name|startswith("172.16.40.") or startswith("172.16.41."))|"\(.metadata.name) \(.spec.podref)"' | sort; }
+orips() { orips_matching '172\.16\.4[01]\.'; }
 cleanup_orips() {
-    kc -n kube-system get overlappingrangeipreservations.whereabouts.cni.cncf.io -o name |
-        grep -E '/(172\.16\.(40|41)\.|blue-|fd00-)' | xargs -r kc -n kube-system delete >/dev/null
+    delete_orips '172\.16\.(40|41)\.|blue-|fd00-'
 }
 cleanup_orips
 defer cleanup_orips

@@ -40,11 +40,9 @@ peer() {
     CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$5;K8S_POD_INFRA_CONTAINER_ID=infra-$5" \
         "$TOOLS/bin/cnitool" "$1" "$3" "/var/run/netns/$4"
 }
-orips() { kc -n kube-system get overlappingrangeipreservations.whereabouts.cni.cncf.io -o json |
-    jq -r '.items[]|select(.metadata.name|test("^172\\.16\\.5[01]\\."))|"\(.metadata.name) \(.spec.podref)"' | sort; }
+orips() { orips_matching '172\.16\.5[01]\.'; }
 cleanup() {
-    kc -n kube-system get overlappingrangeipreservations.whereabouts.cni.cncf.io -o name |
-        grep -E '/172\.16\.5[01]\.' | xargs -r kc -n kube-system delete >/dev/null
+    delete_orips '172\.16\.5[01]\.'
     kc -n kube-system delete ippools.whereabouts.cni.cncf.io 172.16.50.0-23 172.16.50.0-24 --ignore-not-found >/dev/null
 }
 cleanup

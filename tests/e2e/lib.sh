@@ -96,6 +96,20 @@ apply_seed_nad() {
     apply_nad "$name" "{\"cniVersion\":\"0.3.1\",\"plugins\":[{\"type\":\"$type\",\"master\":\"$master\",\"mode\":\"$mode\",\"ipam\":{\"type\":\"whereabouts\",\"range\":\"$range\"}}]}"
 }
 
+# orips_matching REGEX: "name podref" of each ORIP in kube-system whose name matches REGEX (from
+# the start), sorted.
+orips_matching() {
+    kc -n kube-system get overlappingrangeipreservations.whereabouts.cni.cncf.io -o json |
+        jq -r --arg rx "^($1)" '.items[]|select(.metadata.name|test($rx))|"\(.metadata.name) \(.spec.podref)"' | sort
+}
+
+# delete_orips REGEX: delete the ORIPs in kube-system whose names match REGEX (from the start).
+# (kubectl itself under xargs: kc is a shell function, which xargs cannot run.)
+delete_orips() {
+    kc -n kube-system get overlappingrangeipreservations.whereabouts.cni.cncf.io -o name |
+        grep -E "/($1)" | xargs -r "$KUBECTL" -n kube-system delete >/dev/null
+}
+
 # The IPPool's allocations as compact JSON ({} when the pool does not exist).
 pool_allocations() {
     kc -n kube-system get ippools.whereabouts.cni.cncf.io "$1" -o jsonpath='{.spec.allocations}' 2>/dev/null | jq -cS '. // {}' 2>/dev/null || echo '{}'
