@@ -88,7 +88,8 @@ fn not_held(p: Option<&PodSummary>, podref: &str, ip: std::net::IpAddr) -> Optio
 
 /// Why pod `p` (if it exists) does not hold reservation `name`, which no pool accounts for;
 /// `None` when it may. A pod that exists and is neither completed nor Running with a
-/// network-status is never judged: its ADD may be between the reservation and the pool entry.
+/// network-status is never judged: a pass reads the pools before the reservations, so an ADD
+/// that writes its entry and then its reservation in between looks like a leak.
 fn reservation_not_held(p: Option<&PodSummary>, podref: &str, name: &str) -> Option<String> {
     match p {
         None => Some(format!(

@@ -3,11 +3,15 @@
 
 Execs each IPAM plugin as a main plugin execs it (one fresh process per call, CNI_* environment,
 the network config on stdin) and times every call from spawn to exit with a monotonic clock.
+Three tools: whereabouts, wasmcni on whereabouts' one IPPool per range, and wasmcni with the
+range in per-node blocks (`"block_size": 26`); the same binary and identity for both wasmcni rows.
+Calls come from 10 node names (NODENAME, which whereabouts reads too and uses for nothing here).
 Per run, for each tool in alternating order:
   burst: N ADDs of distinct pods at P-way concurrency on an empty /16, then their DELs at the
          same concurrency; allocations/s over the whole burst, p50/p99 per ADD, failures,
          duplicate addresses among the successes, and what the DELs left (pool entries, ORIPs);
-  taken: K sequential ADD+DEL pairs on a /16 whose IPPool already holds T entries.
+  taken: K sequential ADD+DEL pairs on a /16 that already holds T entries (in its IPPool, or in
+         full blocks claimed by other nodes).
 Prints a Markdown table and nothing that asserts a time: a benchmark, not a test.
 """
 
@@ -22,10 +26,13 @@ import sys
 import time
 
 TOOLS = {
-    # name: (its /16, the range's IPPool name)
-    "wasmcni": "10.62.0.0/16",
-    "whereabouts": "10.61.0.0/16",
+    # name: (the plugin's directory under --work, its /16, block_size or None)
+    "wasmcni": ("wasmcni", "10.62.0.0/16", None),
+    "wasmcni-blocks": ("wasmcni", "10.63.0.0/16", 26),
+    "whereabouts": ("whereabouts", "10.61.0.0/16", None),
 }
+NODES = 10
+BLOCK_LABEL = "wasmcni.io/pool"
 
 
 def pct(values, p):
@@ -44,23 +51,29 @@ class Bench:
     def __init__(self, a):
         self.a = a
 
-    def conf(self, tool, cidr):
+    def conf(self, tool):
+        d, cidr, block = TOOLS[tool]
+        ipam = {"type": "whereabouts", "range": cidr,
+                "configuration_path": "%s/%s/flat.conf" % (self.a.work, d)}
+        if block:
+            ipam["block_size"] = block
         return json.dumps({
             "cniVersion": "1.0.0", "name": "bench-ipam", "type": "macvlan", "master": "bench0",
-            "ipam": {"type": "whereabouts", "range": cidr,
-                     "configuration_path": "%s/%s/flat.conf" % (self.a.work, tool)},
+            "ipam": ipam,
         }).encode()
 
-    def call(self, tool, command, cidr, pod, cid):
+    def call(self, tool, command, pod, cid, node):
+        d = TOOLS[tool][0]
         env = {
+            "NODENAME": node,
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
             "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": self.a.netns,
-            "CNI_IFNAME": "net1", "CNI_PATH": "%s/%s" % (self.a.work, tool),
+            "CNI_IFNAME": "net1", "CNI_PATH": "%s/%s" % (self.a.work, d),
             "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=%s;"
                         "K8S_POD_INFRA_CONTAINER_ID=%s" % (pod, cid),
         }
         t0 = time.monotonic_ns()
-        p = subprocess.run(["%s/%s/whereabouts" % (self.a.work, tool)], input=self.conf(tool, cidr),
+        p = subprocess.run(["%s/%s/whereabouts" % (self.a.work, d)], input=self.conf(tool),
                            env=env, capture_output=True, timeout=300)
         ns = time.monotonic_ns() - t0
         return ns, p.returncode, p.stdout
@@ -69,20 +82,31 @@ class Bench:
         p = subprocess.run([self.a.kubectl, *args, "-o", "json"], capture_output=True)
         return json.loads(p.stdout) if p.returncode == 0 and p.stdout else None
 
-    def leftovers(self, cidr):
-        pool = self.kubectl_json("-n", "kube-system", "get", "ippools.whereabouts.cni.cncf.io",
-                                 pool_name(cidr))
-        entries = len(((pool or {}).get("spec") or {}).get("allocations") or {})
+    def pools(self, tool):
+        _, cidr, block = TOOLS[tool]
+        if block:
+            l = self.kubectl_json("-n", "kube-system", "get", "ippools.whereabouts.cni.cncf.io",
+                                  "-l", "%s=%s" % (BLOCK_LABEL, pool_name(cidr)))
+            return (l or {}).get("items", [])
+        p = self.kubectl_json("-n", "kube-system", "get", "ippools.whereabouts.cni.cncf.io",
+                              pool_name(cidr))
+        return [p] if p else []
+
+    def leftovers(self, tool):
+        cidr = TOOLS[tool][1]
+        entries = sum(len((p.get("spec") or {}).get("allocations") or {}) for p in self.pools(tool))
         prefix = cidr.split(".0.0/")[0] + "."
         orips = self.kubectl_json("-n", "kube-system", "get",
                                   "overlappingrangeipreservations.whereabouts.cni.cncf.io")
         n = sum(1 for o in (orips or {}).get("items", []) if o["metadata"]["name"].startswith(prefix))
         return entries, n
 
-    def clean(self, cidr):
+    def clean(self, tool):
+        cidr, block = TOOLS[tool][1], TOOLS[tool][2]
         prefix = cidr.split(".0.0/")[0] + "."
+        which = ["-l", "%s=%s" % (BLOCK_LABEL, pool_name(cidr))] if block else [pool_name(cidr)]
         subprocess.run([self.a.kubectl, "-n", "kube-system", "delete", "--ignore-not-found",
-                        "ippools.whereabouts.cni.cncf.io", pool_name(cidr)], capture_output=True)
+                        "ippools.whereabouts.cni.cncf.io", *which], capture_output=True)
         orips = self.kubectl_json("-n", "kube-system", "get",
                                   "overlappingrangeipreservations.whereabouts.cni.cncf.io") or {}
         names = [o["metadata"]["name"] for o in orips.get("items", [])
@@ -93,13 +117,13 @@ class Bench:
                            capture_output=True)
 
     def burst(self, tool, run):
-        cidr = TOOLS[tool]
-        self.clean(cidr)
-        pods = ["b%d-%s-%d" % (run, tool[:2], i) for i in range(self.a.allocs)]
+        self.clean(tool)
+        pods = ["b%d-%s-%d" % (run, tool.replace("-", "")[:4], i) for i in range(self.a.allocs)]
         cid = {p: hashlib.sha256(p.encode()).hexdigest() for p in pods}
+        node = {p: "node-%d" % (i % NODES) for i, p in enumerate(pods)}
         t0 = time.monotonic()
         with cf.ThreadPoolExecutor(self.a.parallel) as ex:
-            adds = dict(zip(pods, ex.map(lambda p: self.call(tool, "ADD", cidr, p, cid[p]), pods)))
+            adds = dict(zip(pods, ex.map(lambda p: self.call(tool, "ADD", p, cid[p], node[p]), pods)))
         wall = time.monotonic() - t0
         ok = {p: r for p, r in adds.items() if r[1] == 0}
         errors = {}
@@ -118,9 +142,9 @@ class Bench:
             except ValueError:
                 pass
         with cf.ThreadPoolExecutor(self.a.parallel) as ex:
-            dels = list(ex.map(lambda p: self.call(tool, "DEL", cidr, p, cid[p]), list(ok)))
-        entries, orips = self.leftovers(cidr)
-        self.clean(cidr)
+            dels = list(ex.map(lambda p: self.call(tool, "DEL", p, cid[p], node[p]), list(ok)))
+        entries, orips = self.leftovers(tool)
+        self.clean(tool)
         lat = [r[0] / 1e6 for r in adds.values()]
         return {
             "ok": len(ok), "failed": len(adds) - len(ok), "errors": errors,
@@ -133,16 +157,37 @@ class Bench:
         }
 
     def prefill(self, tool, taken):
-        """An IPPool holding `taken` whereabouts-shaped entries (offsets 1..taken)."""
-        cidr = TOOLS[tool]
-        self.clean(cidr)
-        alloc = {str(o): {"id": hashlib.sha256(b"x%d" % o).hexdigest(),
-                          "podref": "default/taken-%d" % o, "ifname": "net1"}
-                 for o in range(1, taken + 1)}
-        pool = {"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "IPPool",
-                "metadata": {"name": pool_name(cidr), "namespace": "kube-system"},
-                "spec": {"range": cidr, "allocations": alloc}}
-        p = subprocess.run([self.a.kubectl, "create", "-f", "-"], input=json.dumps(pool).encode(),
+        """`taken` whereabouts-shaped entries (offsets 1..taken): in the range's IPPool, or in
+        full /26 blocks claimed by the 10 other nodes."""
+        _, cidr, block = TOOLS[tool]
+        self.clean(tool)
+
+        def entry(o):
+            return {"id": hashlib.sha256(b"x%d" % o).hexdigest(),
+                    "podref": "default/taken-%d" % o, "ifname": "net1"}
+
+        def ippool(name, alloc, labels=None):
+            meta = {"name": name, "namespace": "kube-system"}
+            if labels:
+                meta["labels"] = labels
+            return {"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "IPPool",
+                    "metadata": meta, "spec": {"range": cidr, "allocations": alloc}}
+
+        if block:
+            size = 1 << (32 - block)
+            base = cidr.split(".0.0/")[0]
+            items = []
+            for i in range((taken + size) // size):
+                lo, hi = max(1, i * size), min(taken, i * size + size - 1)
+                if lo > hi:
+                    break
+                name = "%s.%s.%d.%d-%d" % (pool_name(cidr), base, (i * size) >> 8, (i * size) & 255, block)
+                items.append(ippool(name, {str(o): entry(o) for o in range(lo, hi + 1)},
+                                    {BLOCK_LABEL: pool_name(cidr), "wasmcni.io/node": "node-%d" % (i % NODES)}))
+            doc = {"apiVersion": "v1", "kind": "List", "items": items}
+        else:
+            doc = ippool(pool_name(cidr), {str(o): entry(o) for o in range(1, taken + 1)})
+        p = subprocess.run([self.a.kubectl, "create", "-f", "-"], input=json.dumps(doc).encode(),
                            capture_output=True)
         return p.returncode == 0, p.stderr.decode()[:200]
 
@@ -156,16 +201,16 @@ class Bench:
             for tool in order:
                 if not out[tool]["prefill"]:
                     continue
-                pod = "t%d-%s-%d" % (run, tool[:2], k)
+                pod = "t%d-%s-%d" % (run, tool.replace("-", "")[:4], k)
                 c = hashlib.sha256(pod.encode()).hexdigest()
-                ns, rc, _ = self.call(tool, "ADD", TOOLS[tool], pod, c)
+                ns, rc, _ = self.call(tool, "ADD", pod, c, "node-t")
                 out[tool]["add"].append(ns / 1e6)
                 out[tool]["failed"] += rc != 0
-                ns, rc, _ = self.call(tool, "DEL", TOOLS[tool], pod, c)
+                ns, rc, _ = self.call(tool, "DEL", pod, c, "node-t")
                 out[tool]["del"].append(ns / 1e6)
                 out[tool]["failed"] += rc != 0
         for tool in order:
-            self.clean(TOOLS[tool])
+            self.clean(tool)
         return out
 
 

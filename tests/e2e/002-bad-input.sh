@@ -99,7 +99,8 @@ expect_nothing_left "range not a CIDR"
 # silently are refused with code 7 naming the key, before anything is attached.
 for case in 'range_star|{"range":"172.16.9.0/24","range_star":"172.16.9.5"}|ipam."range_star" is not a whereabouts key' \
             'node_slice_size|{"range":"172.16.9.0/24","node_slice_size":"/28"}|ipam.node_slice_size is not supported' \
-            'exclude without range|{"exclude":["172.16.9.0/30"],"ipRanges":[{"range":"172.16.9.0/24"}]}|ipam.exclude applies to ipam.range'; do
+            'exclude without range|{"exclude":["172.16.9.0/30"],"ipRanges":[{"range":"172.16.9.0/24"}]}|ipam.exclude applies to ipam.range' \
+            'block_size wider than the range|{"range":"172.16.9.0/24","block_size":20}|ipam.block_size 20: blocks must lie inside the range'; do
     IFS='|' read -r what ipam part <<<"$case"
     apply_nad bad-key "{\"cniVersion\":\"1.0.0\",\"type\":\"macvlan\",\"master\":\"eth1\",\"ipam\":$(jq -c '. + {type: "whereabouts"}' <<<"$ipam")}"
     make_pod bad-key "bad-key"

@@ -5,10 +5,12 @@
 #     reservations no pool accounts for whose pod is gone or completed (a DEL that died between
 #     its two writes), each with an Event; keeps the allocations of pods that exist, and the
 #     reservations of pods not running yet;
-#   - never frees the address of a pod being created: an ADD held between its reservation and
-#     its pool entry (sleep_for_race) while the reconciler passes keeps both;
+#   - never frees the address of a pod being created: an ADD held (sleep_for_race) while the
+#     reconciler passes keeps its address;
 #   - one leader: a second reconciler is refused while the Lease is held;
 #   - RBAC: it can list pods and delete reservations, and cannot write pods or create pools.
+# It first checks that the earlier scenarios left no reservation behind: the reconciler judges
+# every reservation in kube-system, and a leak anywhere is a bug to name, not noise to count.
 source "$(dirname "$0")/lib.sh"
 
 RK=$STATE_DIR/reconciler.kubeconfig
@@ -18,16 +20,16 @@ write_wasmcni_conf 1.0.0
 nad() { apply_nad "$1" "{\"cniVersion\":\"1.0.0\",\"plugins\":[{\"type\":\"macvlan\",\"master\":\"eth1\",\"mode\":\"bridge\",\"ipam\":$2}]}"; }
 nad rec-net '{"type":"whereabouts","range":"172.16.60.0/24"}'
 nad rec-slow '{"type":"whereabouts","range":"172.16.60.0/24","sleep_for_race":4}'
-orips() { kc -n kube-system get overlappingrangeipreservations.whereabouts.cni.cncf.io -o json |
-    jq -r '.items[]|select(.metadata.name|startswith("172.16.60."))|"\(.metadata.name) \(.spec.podref)"' | sort; }
+orips() { orips_matching '172\.16\.60\.'; }
 cleanup() {
-    kc -n kube-system get overlappingrangeipreservations.whereabouts.cni.cncf.io -o name |
-        grep -E '/172\.16\.60\.' | xargs -r kc -n kube-system delete >/dev/null
+    delete_orips '172\.16\.60\.'
     kc -n kube-system delete ippools.whereabouts.cni.cncf.io 172.16.60.0-24 --ignore-not-found >/dev/null
     kc -n kube-system delete lease wasmcni-reconciler --ignore-not-found >/dev/null
 }
 cleanup
 defer cleanup
+check_empty "the earlier scenarios left no reservation (name, pod)" "$(kc -n kube-system get overlappingrangeipreservations.whereabouts.cni.cncf.io -o json |
+    jq -r '.items[]|"\(.metadata.name) \(.spec.podref)"')"
 net1_v4() { ip -n "$1" -j addr show net1 2>/dev/null | jq -r '.[0].addr_info[]|select(.family=="inet")|.local'; }
 
 can() { "$KUBECTL" --kubeconfig "$RK" auth can-i "$@" 2>/dev/null; }
@@ -45,8 +47,8 @@ a=$(net1_v4 wcni-rec-a)
 # A lost node: the pod object is deleted and no DEL ever comes.
 kc delete pod rec-a --grace-period=0 --force >/dev/null 2>&1
 # Reservations no pool records: one whose pod is gone and one of a completed pod (both leaks),
-# and one of a pod that exists and is not running yet (its ADD may be between the two writes:
-# kept, however long).
+# and one of a pod that exists and is not running yet (kept, however long: a pass reads the
+# pools before the reservations, so an ADD writing both in between looks the same).
 make_pod rec-e rec-net
 kc patch pod rec-e --subresource=status --type=merge -p '{"status":{"phase":"Succeeded"}}' >/dev/null
 for x in "172.16.60.200 default/ghost" "172.16.60.201 default/rec-e" "172.16.60.202 default/rec-b"; do
@@ -59,9 +61,8 @@ spec: {podref: $podref, ifname: net1}
 EOF
 done
 
-# A pod being created: its ADD holds between the reservation and the pool entry for 4 s while
-# the reconciler passes (grace 6 s: the first pass sees a reservation without an entry, the
-# second finds the entry and clears it).
+# A pod being created: its ADD holds 4 s between choosing and recording (whereabouts'
+# sleep_for_race) while the reconciler passes (grace 6 s); it records and reserves meanwhile.
 new_netns wcni-rec-d
 make_pod rec-d rec-slow
 ( cni add wcni-rec-d rec-d > "$WORK/add-d.out" 2>&1; echo $? > "$WORK/add-d.rc" ) &

@@ -2,7 +2,8 @@
 # tests/faults/chaos.sh — the fault tier (run by tests/run.sh through tests/e2e/run.sh, on its
 # own throwaway cluster). Bounded: a few minutes. What happens, in order:
 #   1. 10 simulated nodes (a wasmcni conflist each: its own nodeName and delegate cache) ADD 60
-#      pods at once over two overlapping NADs (172.16.70.0/23 and 172.16.70.0/24); about one
+#      pods at once over two overlapping NADs (172.16.70.0/23 kept in per-node /27 blocks, and
+#      172.16.70.0/24 in whereabouts' one IPPool: the ORIPs keep them apart); about one
 #      plugin process in five is SIGKILLed at a random moment, and the kube-apiserver is
 #      SIGKILLed and restarted in the middle;
 #   2. the runtime's retries: every ADD that failed is DEL'd (until that succeeds) and ADDed
@@ -19,9 +20,14 @@ source "$REPO/tests/e2e/lib.sh"
 
 NODES=10 PER_NODE=6 KILL_PCT=20
 make_master eth1
-nad() { apply_nad "$1" "{\"cniVersion\":\"1.0.0\",\"plugins\":[{\"type\":\"macvlan\",\"master\":\"eth1\",\"mode\":\"bridge\",\"ipam\":{\"type\":\"whereabouts\",\"range\":\"$2\"}}]}"; }
-nad chaos-wide 172.16.70.0/23
+nad() { apply_nad "$1" "{\"cniVersion\":\"1.0.0\",\"plugins\":[{\"type\":\"macvlan\",\"master\":\"eth1\",\"mode\":\"bridge\",\"ipam\":{\"type\":\"whereabouts\",\"range\":\"$2\"${3:-}}}]}"; }
+nad chaos-wide 172.16.70.0/23 ',"block_size":27'
 nad chaos-narrow 172.16.70.0/24
+# The allocations of both ranges, one JSON object each: the /23's blocks merged, the /24's pool.
+wide_allocations() {
+    kc -n kube-system get ippools.whereabouts.cni.cncf.io -l wasmcni.io/pool=172.16.70.0-23 -o json |
+        jq -cS '[.items[].spec.allocations // {}]|add // {}'
+}
 write_wasmcni_conf 1.0.0
 # One conflist and cache per node; CNI_PATH's "wasmcni" is a wrapper that, in KILL_PCT of the
 # calls when armed, SIGKILLs the plugin process itself 0–400 ms into the call (exec keeps the pid).
@@ -56,9 +62,9 @@ node_cni() {
     WASMCNI_LOG_FILE="$WORK/wasmcni.log" timeout 120 "$TOOLS/bin/cnitool" "$2" wasmcni "/var/run/netns/$3"
 }
 cleanup() {
-    kc -n kube-system get overlappingrangeipreservations.whereabouts.cni.cncf.io -o name |
-        grep -E '/172\.16\.7[01]\.' | xargs -r kc -n kube-system delete >/dev/null
-    kc -n kube-system delete ippools.whereabouts.cni.cncf.io 172.16.70.0-23 172.16.70.0-24 --ignore-not-found >/dev/null
+    delete_orips '172\.16\.7[01]\.'
+    kc -n kube-system delete ippools.whereabouts.cni.cncf.io 172.16.70.0-24 --ignore-not-found >/dev/null
+    kc -n kube-system delete ippools.whereabouts.cni.cncf.io -l wasmcni.io/pool=172.16.70.0-23 >/dev/null
     kc delete pods -l chaos=1 --force --grace-period=0 >/dev/null 2>&1
 }
 cleanup
@@ -174,11 +180,10 @@ n_addrs=$(grep -c . <<<"$addrs")
 check_eq "each of the ${#live[@]} live pods has one net1 address" "${#live[@]}" "$n_addrs"
 check_eq "no address twice among live pods, across both ranges" "$n_addrs" "$(sort -u <<<"$addrs" | grep -c .)"
 want=$(for p in "${live[@]}"; do echo "$(addr_of "$p") default/$p"; done | sort)
-recorded=$( { pool_allocations 172.16.70.0-23; pool_allocations 172.16.70.0-24; } | jq -r '.[].podref' | sort)
+recorded=$( { wide_allocations; pool_allocations 172.16.70.0-24; } | jq -r '.[].podref' | sort)
 check_eq "the pools record exactly the live pods, each once" \
     "$(printf 'default/%s\n' "${live[@]}" | sort)" "$recorded"
-orips=$(kc -n kube-system get overlappingrangeipreservations.whereabouts.cni.cncf.io -o json |
-    jq -r '.items[]|select(.metadata.name|test("^172\\.16\\.7[01]\\."))|"\(.metadata.name) \(.spec.podref)"' | sort)
+orips=$(orips_matching '172\.16\.7[01]\.')
 check_eq "one ORIP per live pod's address, and no other" "$want" "$orips"
 left=""
 for p in "${deleted[@]}"; do
@@ -191,13 +196,14 @@ want_cached=$(for p in "${live[@]}"; do grep -l "\"default/$p\"" "$WORK"/node-*/
 check_eq "the delegate caches hold the live pods only (${#live[@]} files)" "${#live[@]}" "$(grep -c . <<<"$cached")"
 check_eq "…one per live pod" "$cached" "$want_cached"
 
+n_blocks=$(kc -n kube-system get ippools.whereabouts.cni.cncf.io -l wasmcni.io/pool=172.16.70.0-23 -o name | grep -c .)
 # Everything else DEL'd: nothing at all may be left.
 for p in "${live[@]}"; do ( node_cni "${NODE_OF[$p]}" del "wcni-$p" "$p" >/dev/null 2>&1 ) & done
 wait
-check_eq "after the last DELs the pools are empty" '{}{}' "$(pool_allocations 172.16.70.0-23)$(pool_allocations 172.16.70.0-24)"
+check_eq "after the last DELs the pools are empty" '{}{}' "$(wide_allocations)$(pool_allocations 172.16.70.0-24)"
 check_empty "…and no ORIP is left" "$(kc -n kube-system get overlappingrangeipreservations.whereabouts.cni.cncf.io -o name | grep -E '/172\.16\.7[01]\.')"
 check_empty "…nor a host-local lease of the cluster network" "$(ls "$WORK"/node-*/host-local/*/ 2>/dev/null | grep -E '^[0-9a-f.:]+$')"
 check_empty "…nor a cache file" "$(ls "$WORK"/node-*/delegates 2>/dev/null | grep -v ':$' | grep .)"
 
-echo "faults: ${#pods[@]} pods on $NODES nodes; ADDs SIGKILLed $killed_adds, failed in the first round $failed_adds (apiserver down 3 s after a third had answered), retried $retries; DELs SIGKILLed $killed_dels, retried $del_retries; node lost with ${#lost[@]} pods; reconciler $rec" | tee -a "$WORK/counts" >&2
+echo "faults: ${#pods[@]} pods on $NODES nodes; ADDs SIGKILLed $killed_adds, failed in the first round $failed_adds (apiserver down 3 s after a third had answered), retried $retries; DELs SIGKILLed $killed_dels, retried $del_retries; node lost with ${#lost[@]} pods; the /23 in $n_blocks blocks; reconciler $rec" | tee -a "$WORK/counts" >&2
 log "$(cat "$WORK/counts")"

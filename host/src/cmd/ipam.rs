@@ -155,13 +155,19 @@ pub(super) async fn run(
     let owner = owner(req)?;
     match req.command {
         Command::Add => {
+            let node = node_name();
             let leases =
-                ipam::allocate_all(&kube, ic, &ns, &owner, &call.requested, &LowestFree).await?;
+                ipam::allocate_all(&kube, ic, &ns, &owner, &node, &call.requested, &LowestFree)
+                    .await?;
             Ok(Some(ipam::result(ic, leases).to_version(&call.version)))
         }
         Command::Del => {
-            let pools: Vec<String> = ic.pools()?.into_iter().map(|p| p.name).collect();
-            ipam::release(&kube, &ns, Some(&pools), &owner).await?;
+            let hints: Vec<_> = call
+                .prev
+                .iter()
+                .flat_map(|r| r.ips.iter().map(|i| i.address.ip()))
+                .collect();
+            ipam::release_all(&kube, ic, &ns, &owner, &node_name(), &hints).await?;
             Ok(None)
         }
         Command::Check => {
@@ -196,4 +202,24 @@ fn owner(req: &Request) -> Result<Owner, Error> {
         ifname: req.ifname.to_string(),
         podref,
     })
+}
+
+/// The node this plugin runs on, as whereabouts finds it: `NODENAME`, else `/etc/hostname`
+/// (else the kernel's host name). Only a range in blocks uses it: the blocks a node claims.
+fn node_name() -> String {
+    let trimmed = |s: String| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+    std::env::var("NODENAME")
+        .ok()
+        .and_then(trimmed)
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .and_then(trimmed)
+        })
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .and_then(trimmed)
+        })
+        .unwrap_or_default()
 }

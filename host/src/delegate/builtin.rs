@@ -430,7 +430,8 @@ async fn allocate_in_process(
     let kube = kube(call, network)?;
     let owner = owner(call, ifname);
     let ns = &call.conf.ipam_namespace;
-    let lowest_free = || ipam::allocate_all(kube, ic, ns, &owner, requested, &LowestFree);
+    let node = &call.node_name;
+    let lowest_free = || ipam::allocate_all(kube, ic, ns, &owner, node, requested, &LowestFree);
     if ipam::all_requested(ic, requested)? {
         return lowest_free().await.map_err(Error::from); // no range asks the policy
     }
@@ -443,7 +444,7 @@ async fn allocate_in_process(
             container_id: call.container_id.clone(),
         };
         let policy = Policy::new(call.guests()?, guest, req);
-        ipam::allocate_all(kube, ic, ns, &owner, requested, &policy)
+        ipam::allocate_all(kube, ic, ns, &owner, node, requested, &policy)
             .await
             .map_err(Error::Ipam)
     }
@@ -481,17 +482,28 @@ async fn release(
             .map(drop),
         Ipam::InProcess(ic) => {
             let kube = kube(call, network)?;
-            let pools: Vec<String> = ic
-                .pools()
-                .map_err(Error::from)?
+            // The addresses the result reported (DEL's prevResult): a range in blocks finds
+            // the block of each directly.
+            let hints: Vec<IpAddr> = conf
+                .pointer("/prevResult/ips")
+                .and_then(Value::as_array)
                 .into_iter()
-                .map(|p| p.name)
+                .flatten()
+                .filter_map(|i| {
+                    i.get("address")?
+                        .as_str()?
+                        .parse::<ipnetwork::IpNetwork>()
+                        .ok()
+                })
+                .map(|a| a.ip())
                 .collect();
-            ipam::release(
+            ipam::release_all(
                 kube,
+                ic,
                 &call.conf.ipam_namespace,
-                Some(&pools),
                 &owner(call, ifname),
+                &call.node_name,
+                &hints,
             )
             .await
             .map_err(Error::from)

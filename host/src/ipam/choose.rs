@@ -60,3 +60,11 @@ pub enum Choice<'a, P> {
     /// The network's proposer.
     Proposed(&'a P),
 }
+
+// By hand: a derive would ask `P: Copy`, and a choice only borrows its proposer.
+impl<P> Clone for Choice<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<P> Copy for Choice<'_, P> {}

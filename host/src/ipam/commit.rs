@@ -3,12 +3,18 @@
 //! the same way. No lock, and no write conditional on the whole pool: every write names the
 //! one key or object it changes (see [`PoolStore`]).
 //!
-//! With `enable_overlapping_ranges` (whereabouts' default) the claim is the create of the
-//! address's OverlappingRangeIPReservation, named after the address as whereabouts names it:
-//! the API server lets one create of a name succeed, so two ranges that contain an address —
-//! or a whereabouts node and a wasmcni node — never both hold it. Order matters for safety:
-//! ADD reserves before it records, DEL removes the record before the reservation, so a crash
-//! in between leaves an address held too long (the reconciler frees it), never held twice.
+//! With `enable_overlapping_ranges` (whereabouts' default) the claim across ranges is the
+//! create of the address's OverlappingRangeIPReservation, named after the address as
+//! whereabouts names it: the API server lets one create of a name succeed, so two ranges that
+//! contain an address — or a whereabouts node and a wasmcni node — never both hold it.
+//!
+//! The order is whereabouts' (v0.9.2 `IPManagementKubernetesUpdate`): ADD records the address
+//! in its pool, then reserves it; DEL removes the record, then the reservation. So every
+//! write an ADD makes is found again by its owner: a plugin killed between the two writes
+//! leaves a pool entry under its container ID, which the runtime's DEL frees (the other order
+//! left a reservation no DEL could name — seen in the fault tier). An entry whose reservation
+//! another range won is not held: the writer that finds it so gives the entry back and
+//! chooses again, so an address is only ever handed out with both writes made.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -18,7 +24,7 @@ use super::{
     Choice, Error, IpamConf, Lease, Owner, PoolRef, PoolStore, PoolView, Proposal, Proposer, conf,
     range,
 };
-use crate::k8s::{IPPoolSpec, IpAllocation, OverlappingRangeIPReservationSpec, Write};
+use crate::k8s::{IPPool, IPPoolSpec, IpAllocation, OverlappingRangeIPReservationSpec, Write};
 
 /// How many addresses one allocation may try. Each lost address costs one small write, so the
 /// budget is sized for a crowd (50 writers choosing the same lowest-free address), not for a
@@ -60,6 +66,22 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
     owner: &Owner,
     choice: Choice<'_, P>,
 ) -> Result<Lease, Error<P::Error>> {
+    let _turn = store.turn(namespace, &pool.name).await;
+    allocate_in(store, conf, pool, namespace, owner, choice, None).await
+}
+
+/// [`allocate`] without taking this node's turn at the pool: the caller holds one (a range in
+/// blocks takes the turn of the whole range, [`super::blocks`]). `seed`: the pool as the caller
+/// just read it, used instead of the first read.
+pub(super) async fn allocate_in<S: PoolStore, P: Proposer>(
+    store: &S,
+    conf: &IpamConf,
+    pool: &PoolRef,
+    namespace: &str,
+    owner: &Owner,
+    choice: Choice<'_, P>,
+    mut seed: Option<IPPool>,
+) -> Result<Lease, Error<P::Error>> {
     let store_err = Error::Store;
     let lease = |o: u64| Lease {
         address: pool.range.address(o),
@@ -74,12 +96,15 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
     // had no allocations at all (the first write then replaces the whole map).
     let mut read: Option<(PoolView, Option<String>)> = None;
     let mut lost = 0u32;
-    let _turn = store.turn(namespace, &pool.name).await;
     for attempt in 0..MAX_ATTEMPTS {
         let (view, empty_rv) = match read.take() {
             Some(r) => r,
             None => {
-                let Some(p) = store.get(namespace, &pool.name).await.map_err(store_err)? else {
+                let p = match seed.take() {
+                    Some(p) => Some(p),
+                    None => store.get(namespace, &pool.name).await.map_err(store_err)?,
+                };
+                let Some(p) = p else {
                     store
                         .create(namespace, &pool.name, &pool.range.cidr())
                         .await
@@ -88,8 +113,10 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
                 };
                 let taken = offsets(&p.spec);
                 if let Some((&o, _)) = taken.iter().find(|(_, a)| owner.holds(a)) {
-                    reserve_held(store, conf, namespace, pool, o, owner).await?;
-                    return Ok(lease(o));
+                    if reserve_held(store, conf, namespace, pool, o, owner, &entry).await? {
+                        return Ok(lease(o));
+                    }
+                    continue; // given back: read again and choose
                 }
                 if let Some((&o, a)) = taken.iter().find(|(_, a)| owner.same_pod_interface(a)) {
                     let w = store
@@ -104,10 +131,11 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
                             a.id,
                             pool.name
                         );
-                        reserve_held(store, conf, namespace, pool, o, owner).await?;
-                        return Ok(lease(o));
+                        if reserve_held(store, conf, namespace, pool, o, owner, &entry).await? {
+                            return Ok(lease(o));
+                        }
                     }
-                    continue; // it changed under us: read again
+                    continue; // it changed under us, or was given back: read again
                 }
                 let empty_rv = if taken.is_empty() {
                     p.metadata.resource_version.clone()
@@ -128,11 +156,36 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
             view.spread(proposed, lost, salt(attempt))
         };
 
+        if conf.sleep_for_race > 0 {
+            tokio::time::sleep(Duration::from_secs(conf.sleep_for_race.into())).await;
+        }
+        let w = store
+            .insert(namespace, &pool.name, offset, &entry, empty_rv.as_deref())
+            .await
+            .map_err(store_err)?;
+        if w != Write::Done {
+            // Another writer recorded this offset first (or the pool changed while it was
+            // empty). Nothing of ours was written.
+            lost += 1;
+            tracing::info!(
+                "IPPool {}: offset {offset} went to another writer (attempt {attempt})",
+                pool.name
+            );
+            if empty_rv.is_some() {
+                backoff(attempt).await;
+            } else if !requested && w == Write::Changed && !lost.is_multiple_of(REREAD_AFTER) {
+                view.take(offset, "another writer");
+                read = Some((view, None));
+            }
+            // Otherwise read again (a requested address then reports its holder).
+            continue;
+        }
         if conf.overlapping {
             let ip = pool.range.address(offset).ip();
-            match claim(store, conf, namespace, ip, owner).await? {
-                Claim::Mine => {}
-                Claim::Held(by) if requested => {
+            if let Claim::Held(by) = claim(store, conf, namespace, ip, owner).await? {
+                // An overlapping range (or a whereabouts node) reserved it after our read.
+                give_back(store, namespace, &pool.name, offset, &entry).await?;
+                if requested {
                     return Err(Error::Unavailable {
                         ip,
                         why: format!(
@@ -142,49 +195,19 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
                         ),
                     });
                 }
-                Claim::Held(by) => {
-                    view.take(offset, &by);
-                    lost += 1;
-                    read = Some((view, empty_rv));
-                    continue;
-                }
+                view.take(offset, &by);
+                lost += 1;
+                read = Some((view, None));
+                continue;
             }
         }
-        if conf.sleep_for_race > 0 {
-            tokio::time::sleep(Duration::from_secs(conf.sleep_for_race.into())).await;
-        }
-        let w = store
-            .insert(namespace, &pool.name, offset, &entry, empty_rv.as_deref())
-            .await
-            .map_err(store_err)?;
-        if w == Write::Done {
-            tracing::info!(
-                "{chooser} {} for {}; recorded in IPPool {namespace}/{}",
-                pool.range.address(offset),
-                owner.podref,
-                pool.name
-            );
-            return Ok(lease(offset));
-        }
-        // Another writer recorded this offset first (or the pool changed while it was empty).
-        if conf.overlapping {
-            let ip = pool.range.address(offset).ip();
-            unreserve(store, namespace, &conf.reservation_name(ip), owner)
-                .await
-                .map_err(Error::widen)?;
-        }
-        lost += 1;
         tracing::info!(
-            "IPPool {}: offset {offset} went to another writer (attempt {attempt})",
+            "{chooser} {} for {}; recorded in IPPool {namespace}/{}",
+            pool.range.address(offset),
+            owner.podref,
             pool.name
         );
-        if empty_rv.is_some() {
-            backoff(attempt).await;
-        } else if !requested && w == Write::Changed && !lost.is_multiple_of(REREAD_AFTER) {
-            view.take(offset, "another writer");
-            read = Some((view, None));
-        }
-        // Otherwise read again (a requested address then reports its holder).
+        return Ok(lease(offset));
     }
     Err(Error::Conflict {
         pool: pool.name.clone(),
@@ -302,8 +325,10 @@ async fn claim<S: PoolStore, E>(
     )))
 }
 
-/// An address `owner` already records: make sure its reservation exists too (an earlier
-/// attempt may have stopped between the two writes, or the pool predates reservations).
+/// An address `owner` already records at `offset` (as `entry`): make sure its reservation exists
+/// too (an earlier attempt may have stopped between the two writes, or the pool predates
+/// reservations). `Ok(false)` when another range holds the reservation: the entry was never
+/// held, and has been given back.
 async fn reserve_held<S: PoolStore, E>(
     store: &S,
     conf: &IpamConf,
@@ -311,20 +336,38 @@ async fn reserve_held<S: PoolStore, E>(
     pool: &PoolRef,
     offset: u64,
     owner: &Owner,
-) -> Result<(), Error<E>> {
+    entry: &IpAllocation,
+) -> Result<bool, Error<E>> {
     if !conf.overlapping {
-        return Ok(());
+        return Ok(true);
     }
     let ip = pool.range.address(offset).ip();
-    if let Claim::Held(by) = claim(store, conf, namespace, ip, owner).await? {
-        tracing::warn!(
-            "{ip} is recorded for {} in IPPool {} but reserved for {by}: \
-             an overlapping range gave it twice before this call",
-            owner.podref,
-            pool.name
-        );
-    }
-    Ok(())
+    let Claim::Held(by) = claim(store, conf, namespace, ip, owner).await? else {
+        return Ok(true);
+    };
+    tracing::info!(
+        "{ip} is recorded for {} in IPPool {} but reserved for {by} (an earlier attempt \
+         stopped between its two writes): giving it back",
+        owner.podref,
+        pool.name
+    );
+    give_back(store, namespace, &pool.name, offset, entry).await?;
+    Ok(false)
+}
+
+/// Remove `entry`'s record at `offset` of pool `name` (an address it never held).
+async fn give_back<S: PoolStore, E>(
+    store: &S,
+    namespace: &str,
+    name: &str,
+    offset: u64,
+    entry: &IpAllocation,
+) -> Result<(), Error<E>> {
+    store
+        .remove(namespace, name, offset, &entry.id)
+        .await
+        .map(drop)
+        .map_err(Error::Store)
 }
 
 /// Delete reservation `name` if it is `owner`'s (and still the object we read).
@@ -449,7 +492,7 @@ async fn backoff(attempt: u32) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     //! The commit loop over a fake store: lost races, the retry budget, exhaustion, a lost
     //! response, reservations across overlapping ranges (and whereabouts' own), the pod that
     //! comes back with a new sandbox, and releases.
@@ -465,9 +508,9 @@ mod tests {
     /// faults to inject: the next `steal` inserts lose their offset to another writer who
     /// records it first, and the next `lost` inserts are applied but answer a transport error.
     #[derive(Default)]
-    struct FakeStore {
+    pub(in crate::ipam) struct FakeStore {
         pools: Mutex<BTreeMap<String, IPPool>>,
-        orips: Mutex<BTreeMap<String, OverlappingRangeIPReservation>>,
+        pub(in crate::ipam) orips: Mutex<BTreeMap<String, OverlappingRangeIPReservation>>,
         version: AtomicU32,
         steal: AtomicU32,
         lost: AtomicU32,
@@ -476,14 +519,28 @@ mod tests {
     }
 
     impl FakeStore {
-        fn entries(&self, name: &str) -> BTreeMap<String, IpAllocation> {
+        pub(in crate::ipam) fn entries(&self, name: &str) -> BTreeMap<String, IpAllocation> {
             self.pools.lock().unwrap()[name].spec.allocations.clone()
         }
-        fn orip(&self, name: &str) -> Option<OverlappingRangeIPReservationSpec> {
+        pub(in crate::ipam) fn orip(
+            &self,
+            name: &str,
+        ) -> Option<OverlappingRangeIPReservationSpec> {
             self.orips.lock().unwrap().get(name).map(|r| r.spec.clone())
         }
         fn next(&self) -> String {
             (self.version.fetch_add(1, Ordering::SeqCst) + 1).to_string()
+        }
+        fn empty(&self, name: &str, range: &str) -> IPPool {
+            let mut p = IPPool::new(
+                name,
+                IPPoolSpec {
+                    range: range.into(),
+                    allocations: BTreeMap::new(),
+                },
+            );
+            p.metadata.resource_version = Some(self.next());
+            p
         }
         /// A reservation someone else (e.g. whereabouts, which writes no container ID) made.
         fn reserved_by_other(&self, name: &str, podref: &str) {
@@ -514,15 +571,7 @@ mod tests {
         async fn create(&self, _: &str, name: &str, range: &str) -> Result<(), k8s::Error> {
             let mut pools = self.pools.lock().unwrap();
             if !pools.contains_key(name) {
-                let mut p = IPPool::new(
-                    name,
-                    IPPoolSpec {
-                        range: range.into(),
-                        allocations: BTreeMap::new(),
-                    },
-                );
-                p.metadata.resource_version = Some(self.next());
-                pools.insert(name.into(), p);
+                pools.insert(name.into(), self.empty(name, range));
             }
             Ok(())
         }
@@ -605,6 +654,50 @@ mod tests {
         async fn list(&self, _: &str) -> Result<Vec<IPPool>, k8s::Error> {
             Ok(self.pools.lock().unwrap().values().cloned().collect())
         }
+        async fn blocks(
+            &self,
+            _: &str,
+            pool: &str,
+            node: Option<&str>,
+        ) -> Result<Vec<IPPool>, k8s::Error> {
+            let of =
+                |p: &IPPool, k: &str| p.metadata.labels.as_ref().and_then(|l| l.get(k).cloned());
+            Ok(self
+                .pools
+                .lock()
+                .unwrap()
+                .values()
+                .filter(|p| of(p, "pool").as_deref() == Some(pool))
+                .filter(|p| node.is_none_or(|n| of(p, "node").as_deref() == Some(n)))
+                .cloned()
+                .collect())
+        }
+        async fn block_names(&self, ns: &str, pool: &str) -> Result<Vec<String>, k8s::Error> {
+            let all = self.blocks(ns, pool, None).await?;
+            Ok(all.into_iter().filter_map(|p| p.metadata.name).collect())
+        }
+        async fn create_block(
+            &self,
+            _: &str,
+            name: &str,
+            range: &str,
+            pool: &str,
+            node: &str,
+        ) -> Result<Write, k8s::Error> {
+            let mut pools = self.pools.lock().unwrap();
+            if pools.contains_key(name) {
+                return Ok(Write::Changed);
+            }
+            let mut p = self.empty(name, range);
+            p.metadata.labels = Some(
+                [("pool", pool), ("node", node)]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+            pools.insert(name.into(), p);
+            Ok(Write::Done)
+        }
         async fn reservation(
             &self,
             _: &str,
@@ -652,7 +745,7 @@ mod tests {
         IpamConf::parse(&serde_json::json!({"type": "whereabouts", "range": range})).unwrap()
     }
 
-    fn owner(id: &str) -> Owner {
+    pub(in crate::ipam) fn owner(id: &str) -> Owner {
         Owner {
             container_id: id.into(),
             ifname: "net1".into(),
@@ -690,8 +783,9 @@ mod tests {
         assert_eq!(ours.len(), 1);
         let o: u64 = ours[0].0.parse().unwrap();
         assert_eq!(lease.address.to_string(), format!("10.0.0.{o}/24"));
+        // Any free offset the windows reach (a window may skip one a later loser takes).
         assert!(
-            (5..=2 + 1 + 2 + 4 + 8).contains(&o),
+            (2..=2 + 1 + 2 + 4 + 8).contains(&o),
             "outside the widened windows: {o}"
         );
         assert_eq!(store.gets.load(Ordering::SeqCst) - gets, 1);
@@ -827,11 +921,69 @@ mod tests {
     async fn a_reservation_left_by_an_earlier_attempt_is_reused() {
         let store = FakeStore::default();
         let c = conf("10.0.0.0/24");
-        // An earlier ADD of this pod reserved .1 and died before recording it.
+        // A reservation of this pod with no entry (a DEL that died between its two writes).
         store.reserved_by_other("10.0.0.1", "default/a");
         let a = add(&store, &c, "a").await.unwrap();
         assert_eq!(a.address.to_string(), "10.0.0.1/24");
         assert_eq!(store.entries("10.0.0.0-24")["1"].id, "a");
+    }
+
+    /// A plugin killed between its two writes: the pool records `id` at `offset`, no
+    /// reservation was made.
+    async fn killed_after_recording(
+        store: &FakeStore,
+        pool: &str,
+        range: &str,
+        offset: u64,
+        id: &str,
+    ) {
+        store.create("kube-system", pool, range).await.unwrap();
+        let w = store
+            .insert("kube-system", pool, offset, &alloc(id), None)
+            .await
+            .unwrap();
+        assert_eq!(w, Write::Done);
+    }
+
+    #[tokio::test]
+    async fn an_add_killed_between_its_writes_leaves_only_what_its_del_frees() {
+        let store = FakeStore::default();
+        let c = conf("10.0.0.0/24");
+        killed_after_recording(&store, "10.0.0.0-24", "10.0.0.0/24", 1, "a").await;
+        // The runtime's DEL names the container: the entry goes, and nothing else was made.
+        release(&store, "kube-system", None, &owner("a"))
+            .await
+            .unwrap();
+        assert!(store.entries("10.0.0.0-24").is_empty());
+        assert!(store.orips.lock().unwrap().is_empty());
+        // Or the ADD is retried first: the recorded address comes back, now reserved too.
+        killed_after_recording(&store, "10.0.0.0-24", "10.0.0.0/24", 1, "a").await;
+        let a = add(&store, &c, "a").await.unwrap();
+        assert_eq!(a.address.to_string(), "10.0.0.1/24");
+        assert_eq!(store.orip("10.0.0.1").unwrap().containerid, "a");
+    }
+
+    #[tokio::test]
+    async fn an_unreserved_entry_whose_address_another_range_took_is_given_back() {
+        let store = FakeStore::default();
+        let c = conf("10.0.0.0/24");
+        killed_after_recording(&store, "10.0.0.0-24", "10.0.0.0/24", 1, "a").await;
+        // Meanwhile an overlapping range (or a whereabouts node) reserved 10.0.0.1.
+        store.reserved_by_other("10.0.0.1", "other/wb-pod");
+        let a = add(&store, &c, "a").await.unwrap();
+        let ip = a.address.ip().to_string();
+        assert_ne!(
+            ip, "10.0.0.1",
+            "never handed out while another range holds it"
+        );
+        let entries = store.entries("10.0.0.0-24");
+        assert_eq!(
+            entries.len(),
+            1,
+            "the stale entry was given back: {entries:?}"
+        );
+        assert_eq!(store.orip(&ip).unwrap().containerid, "a");
+        assert_eq!(store.orip("10.0.0.1").unwrap().podref, "other/wb-pod");
     }
 
     #[tokio::test]

@@ -40,6 +40,8 @@ const KEYS: &[(&str, Key)] = &[
     ("enable_overlapping_ranges", Key::Honoured),
     ("sleep_for_race", Key::Honoured),
     ("policy", Key::Honoured),
+    // wasmcni's own: the range kept in per-node blocks (`ipam::blocks`) instead of one IPPool.
+    ("block_size", Key::Honoured),
     // As the IPAM plugin (`"ipam": {"type": "whereabouts"}` under another main plugin), its
     // `kubeconfig` is the identity used, as in whereabouts; under the wasmcni meta-plugin the
     // node config's is (a NAD cannot choose the credentials the host acts with).
@@ -175,6 +177,8 @@ struct Raw {
     configuration_path: Option<String>,
     #[serde(default)]
     policy: Option<GuestRef>,
+    #[serde(default)]
+    block_size: Option<u8>,
 }
 
 /// The `ipam` section of a NAD's plugin config, in whereabouts' keys plus `policy`.
@@ -204,6 +208,10 @@ pub struct IpamConf {
     pub sleep_for_race: u32,
     /// `policy`: the guest that proposes addresses (default: lowest-free, whereabouts' choice).
     pub policy: Option<GuestRef>,
+    /// `block_size` (wasmcni's key, a prefix length as Calico's `blockSize`): each range is
+    /// kept in blocks of that size, one IPPool each, claimed by nodes ([`super::blocks`]).
+    /// `None`: one whereabouts IPPool per range.
+    pub block_size: Option<u8>,
     /// `kubernetes.kubeconfig`: the identity of the IPAM plugin (see [`KEYS`]).
     pub kubeconfig: Option<std::path::PathBuf>,
     /// The whereabouts flat file whose keys filled this config's unset ones, if one was read.
@@ -394,6 +402,7 @@ impl IpamConf {
             overlapping: raw.enable_overlapping_ranges.unwrap_or(true),
             sleep_for_race: raw.sleep_for_race.unwrap_or(0),
             policy: raw.policy,
+            block_size: raw.block_size,
             kubeconfig,
             flat_file,
         };
@@ -455,9 +464,11 @@ impl IpamConf {
                     Some(gw) => range.reserving(gw),
                     None => range,
                 };
+                let block = self.block_size.map(|b| Block::new(&range, b)).transpose()?;
                 Ok(PoolRef {
                     name: pool_name(self.network_name.as_deref(), &range.cidr()),
                     range,
+                    block,
                 })
             })
             .collect()
@@ -483,6 +494,46 @@ pub struct PoolRef {
     pub name: String,
     /// The range.
     pub range: Range,
+    /// Its block size when it is kept in blocks (`block_size`).
+    pub block: Option<Block>,
+}
+
+/// The size of a range's blocks: each holds 2^`bits` consecutive offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    /// Host bits of one block (32 or 128 minus `block_size`).
+    pub bits: u32,
+}
+
+/// Block host bits allowed: 4 to 4096 addresses per block object (at most ~600 KB when full;
+/// 256 addresses, a /24 or /120, stay under 40 KB).
+const BLOCK_BITS: std::ops::RangeInclusive<u32> = 2..=12;
+
+impl Block {
+    /// `block_size` for `range`, checked.
+    fn new(range: &Range, block_size: u8) -> Result<Block, Error> {
+        let max = if range.is_ipv4() { 32u32 } else { 128 };
+        let bad = |why: String| Error::Config {
+            why: format!("ipam.block_size {block_size}: {why}"),
+        };
+        let b = u32::from(block_size);
+        if b > max || !BLOCK_BITS.contains(&(max - b)) {
+            return Err(bad(format!(
+                "a block must hold 4 to 4096 addresses (a prefix length from /{} to /{})",
+                max - BLOCK_BITS.end(),
+                max - BLOCK_BITS.start()
+            )));
+        }
+        // Only claimed blocks are ever listed, so a range may have any number (a /64 in /120s).
+        let p = u32::from(range.prefix());
+        if b < p {
+            return Err(bad(format!(
+                "blocks must lie inside the range {} (/{p} or longer)",
+                range.cidr()
+            )));
+        }
+        Ok(Block { bits: max - b })
+    }
 }
 
 /// Whereabouts' `normalizeRange`: `:` and `/` become `-`, and a trailing `:` gets a `0`.
@@ -504,10 +555,20 @@ pub fn pool_name(network: Option<&str>, cidr: &str) -> String {
 }
 
 /// The network name a pool's name carries (its prefix before the normalized range).
+/// A block's IPPool is named after its range's pool, then `.` and its own CIDR
+/// ([`block_pool_name`]): the network name is found before the range either way.
 pub fn network_of(pool: &str, cidr: &str) -> Option<String> {
-    pool.strip_suffix(&normalize(cidr))
-        .and_then(|p| p.strip_suffix('-'))
-        .map(str::to_string)
+    let range = normalize(cidr);
+    let (at, _) = pool.match_indices(&range).find(|(at, _)| {
+        let rest = &pool[at + range.len()..];
+        rest.is_empty() || rest.starts_with('.')
+    })?;
+    pool[..at].strip_suffix('-').map(str::to_string)
+}
+
+/// The IPPool of the block `block_cidr` of the range whose pool is `pool`.
+pub fn block_pool_name(pool: &str, block_cidr: &str) -> String {
+    format!("{pool}.{}", normalize(block_cidr))
 }
 
 /// An OverlappingRangeIPReservation's name, as whereabouts' `NormalizeIP` makes it.
@@ -716,5 +777,12 @@ mod tests {
             Some("blue")
         );
         assert_eq!(network_of("10.0.0.0-24", "10.0.0.0/24"), None);
+        let block = block_pool_name("blue-10.0.0.0-16", "10.0.10.128/26");
+        assert_eq!(block, "blue-10.0.0.0-16.10.0.10.128-26");
+        assert_eq!(network_of(&block, "10.0.0.0/16").as_deref(), Some("blue"));
+        assert_eq!(
+            network_of("10.0.0.0-16.10.0.10.128-26", "10.0.0.0/16"),
+            None
+        );
     }
 }

@@ -5,19 +5,22 @@
 use std::net::IpAddr;
 
 use super::{
-    Choice, Error, IpamConf, Lease, Owner, PoolStore, Proposer, allocate, holder, release,
+    Choice, Error, IpamConf, Lease, Owner, PoolRef, PoolStore, Proposer, allocate, blocks, holder,
+    release,
 };
 use crate::cni::types::{CniResult, IpConfig};
 
 /// An address from every range for `owner`, all or none: `requested` addresses (capability
 /// `ips`) are allocated exactly, at most one per range and each inside one; every other range's
 /// address is `proposer`'s choice. When one range fails, the ranges already served are given
-/// back before the error is returned.
+/// back before the error is returned. `node`: this node's name (the blocks it claims, for a
+/// range in blocks).
 pub async fn allocate_all<S: PoolStore, P: Proposer>(
     store: &S,
     conf: &IpamConf,
     namespace: &str,
     owner: &Owner,
+    node: &str,
     requested: &[IpAddr],
     proposer: &P,
 ) -> Result<Vec<Lease>, Error<P::Error>> {
@@ -51,12 +54,17 @@ pub async fn allocate_all<S: PoolStore, P: Proposer>(
                 });
             }
         };
-        match allocate(store, conf, pool, namespace, owner, choice).await {
+        let got = match pool.block {
+            Some(b) => blocks::allocate(store, conf, pool, b, namespace, owner, node, choice).await,
+            None => allocate(store, conf, pool, namespace, owner, choice).await,
+        };
+        match got {
             Ok(l) => leases.push(l),
             Err(e) => {
                 if !leases.is_empty() {
-                    let names: Vec<String> = pools.iter().map(|p| p.name.clone()).collect();
-                    if let Err(undo) = release(store, namespace, Some(&names), owner).await {
+                    let hints: Vec<IpAddr> = leases.iter().map(|l| l.address.ip()).collect();
+                    let undo = release_all(store, conf, namespace, owner, node, &hints).await;
+                    if let Err(undo) = undo {
                         tracing::error!(
                             "giving back the addresses of {} on {}: {undo}",
                             owner.container_id,
@@ -69,6 +77,41 @@ pub async fn allocate_all<S: PoolStore, P: Proposer>(
         }
     }
     Ok(leases)
+}
+
+/// Release `owner`'s addresses from every range of `conf` (DEL): `hints` are the addresses
+/// the runtime reports it had (prevResult), which find a block directly. Idempotent.
+pub async fn release_all<S: PoolStore>(
+    store: &S,
+    conf: &IpamConf,
+    namespace: &str,
+    owner: &Owner,
+    node: &str,
+    hints: &[IpAddr],
+) -> Result<(), Error> {
+    let pools = conf.pools()?;
+    let whole: Vec<String> = pools
+        .iter()
+        .filter(|p| p.block.is_none())
+        .map(|p| p.name.clone())
+        .collect();
+    if !whole.is_empty() {
+        release(store, namespace, Some(&whole), owner).await?;
+    }
+    for pool in &pools {
+        if let Some(b) = pool.block {
+            blocks::release(store, namespace, pool, b, owner, node, hints).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The pool object that holds `ip` of range `pool`: its block for a range in blocks.
+fn object_of(pool: &PoolRef, ip: IpAddr) -> PoolRef {
+    match (pool.block, pool.range.offset_of(ip)) {
+        (Some(b), Some(o)) => blocks::block(pool, b, o >> b.bits),
+        _ => pool.clone(),
+    }
 }
 
 /// CHECK of the allocation behind `addresses` (what the result reported): each address of one
@@ -89,7 +132,7 @@ pub async fn verify<S: PoolStore>(
             }
             return Ok(Err(format!("{ip} is in none of this network's ranges")));
         };
-        match holder(store, pool, namespace, ip.ip()).await? {
+        match holder(store, &object_of(pool, ip.ip()), namespace, ip.ip()).await? {
             Some(a) if owner.holds(&a) => {}
             Some(a) => {
                 return Ok(Err(format!(

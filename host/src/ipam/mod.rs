@@ -6,6 +6,7 @@
 //! IPAM knows neither the Wasm engine nor any guest: a reconciler uses it with `k8s` alone.
 
 mod audit;
+mod blocks;
 mod choose;
 mod commit;
 mod conf;
@@ -26,7 +27,7 @@ pub use choose::{Choice, LowestFree, Proposal, Proposer};
 pub use commit::{MAX_ATTEMPTS, allocate, holder, release};
 pub use conf::{IpamConf, PoolRef};
 pub use flat::DEFAULT_PATHS as FLAT_PATHS;
-pub use lease::{all_requested, allocate_all, result, verify};
+pub use lease::{all_requested, allocate_all, release_all, result, verify};
 pub use range::Range;
 pub use store::PoolStore;
 pub use view::PoolView;

@@ -160,6 +160,29 @@ impl Range {
         self
     }
 
+    /// The same range allocatable only within offsets `lo..=hi` (one block of it): addresses
+    /// keep the range's network and prefix. A window outside the range allocates nothing.
+    pub fn window(mut self, lo: u64, hi: u64) -> Self {
+        self.first = self.first.max(lo);
+        self.last = self.last.min(hi);
+        if self.first > self.last {
+            // Nothing allocatable: first > last makes `allocatable` false everywhere.
+            self.first = 1;
+            self.last = 0;
+        }
+        self
+    }
+
+    /// The network's prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.net.prefix()
+    }
+
+    /// Whether the network is IPv4.
+    pub fn is_ipv4(&self) -> bool {
+        self.net.is_ipv4()
+    }
+
     /// The network in CIDR notation.
     pub fn cidr(&self) -> String {
         self.net.to_string()

@@ -69,6 +69,33 @@ pub trait PoolStore: Sync {
     fn list(&self, namespace: &str)
     -> impl Future<Output = Result<Vec<IPPool>, k8s::Error>> + Send;
 
+    /// The blocks (IPPools, [`super::blocks`]) of the range whose pool is `pool`: those
+    /// claimed by `node`, or all of them when `None`.
+    fn blocks(
+        &self,
+        namespace: &str,
+        pool: &str,
+        node: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<IPPool>, k8s::Error>> + Send;
+
+    /// The names of every block of `pool`'s range (no contents).
+    fn block_names(
+        &self,
+        namespace: &str,
+        pool: &str,
+    ) -> impl Future<Output = Result<Vec<String>, k8s::Error>> + Send;
+
+    /// Create the empty block `name` of `pool`'s range (`range`: the range's CIDR, which its
+    /// offsets count from) claimed by `node`: [`Write::Changed`] when it exists.
+    fn create_block(
+        &self,
+        namespace: &str,
+        name: &str,
+        range: &str,
+        pool: &str,
+        node: &str,
+    ) -> impl Future<Output = Result<Write, k8s::Error>> + Send;
+
     /// The reservation `namespace/name`, if any.
     fn reservation(
         &self,
@@ -144,6 +171,37 @@ impl PoolStore for k8s::Client {
     async fn list(&self, namespace: &str) -> Result<Vec<IPPool>, k8s::Error> {
         self.ip_pools(namespace).await
     }
+    async fn blocks(
+        &self,
+        namespace: &str,
+        pool: &str,
+        node: Option<&str>,
+    ) -> Result<Vec<IPPool>, k8s::Error> {
+        let mut selector = format!("{POOL_LABEL}={}", label_value(pool));
+        if let Some(n) = node {
+            selector += &format!(",{NODE_LABEL}={}", label_value(n));
+        }
+        self.ip_pools_labelled(namespace, &selector).await
+    }
+    async fn block_names(&self, namespace: &str, pool: &str) -> Result<Vec<String>, k8s::Error> {
+        let selector = format!("{POOL_LABEL}={}", label_value(pool));
+        self.ip_pool_names(namespace, &selector).await
+    }
+    async fn create_block(
+        &self,
+        namespace: &str,
+        name: &str,
+        range: &str,
+        pool: &str,
+        node: &str,
+    ) -> Result<Write, k8s::Error> {
+        let labels = [(POOL_LABEL, pool), (NODE_LABEL, node)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), label_value(v)))
+            .collect();
+        self.create_ip_pool_labelled(namespace, name, range, labels)
+            .await
+    }
     async fn reservation(
         &self,
         namespace: &str,
@@ -164,5 +222,45 @@ impl PoolStore for k8s::Client {
     }
     async fn turn(&self, namespace: &str, name: &str) -> Option<super::turn::Turn> {
         super::turn::take(namespace, name).await
+    }
+}
+
+/// The label on a block's IPPool naming its range's pool (`kubectl get ippools -l
+/// wasmcni.io/pool=10.0.0.0-16`).
+pub const POOL_LABEL: &str = "wasmcni.io/pool";
+
+/// The label on a block's IPPool naming the node that claimed it.
+pub const NODE_LABEL: &str = "wasmcni.io/node";
+
+/// `s` as a label value: itself when it is one (at most 63 of `[A-Za-z0-9._-]`, alphanumeric
+/// at both ends), else `h.` and 16 hex digits of its sha256 (a long node or network name).
+pub fn label_value(s: &str) -> String {
+    let ok = s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    if ok {
+        return s.to_string();
+    }
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(s.as_bytes());
+    let hex: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("h.{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label_value;
+
+    #[test]
+    fn label_values_are_kept_when_valid_and_hashed_when_not() {
+        assert_eq!(label_value("node-1"), "node-1");
+        assert_eq!(label_value("blue-10.0.0.0-16"), "blue-10.0.0.0-16");
+        let long = "n".repeat(64);
+        let h = label_value(&long);
+        assert!(h.starts_with("h.") && h.len() == 18, "{h}");
+        assert_eq!(h, label_value(&long), "stable");
+        assert_ne!(label_value("-x"), "-x");
     }
 }

@@ -312,6 +312,66 @@ impl Client {
             .map_err(|e| Error::from_kube(format!("listing IPPools in {namespace}"), e))
     }
 
+    /// The IPPools in `namespace` whose labels match `selector`.
+    pub async fn ip_pools_labelled(
+        &self,
+        namespace: &str,
+        selector: &str,
+    ) -> Result<Vec<IPPool>, Error> {
+        let api: Api<IPPool> = Api::namespaced(self.kube.clone(), namespace);
+        api.list(&kube::api::ListParams::default().labels(selector))
+            .await
+            .map(|l| l.items)
+            .map_err(|e| Error::from_kube(format!("listing IPPools {selector} in {namespace}"), e))
+    }
+
+    /// The names of the IPPools in `namespace` whose labels match `selector` (metadata only:
+    /// a few hundred bytes per pool, however full).
+    pub async fn ip_pool_names(
+        &self,
+        namespace: &str,
+        selector: &str,
+    ) -> Result<Vec<String>, Error> {
+        let api: Api<IPPool> = Api::namespaced(self.kube.clone(), namespace);
+        api.list_metadata(&kube::api::ListParams::default().labels(selector))
+            .await
+            .map(|l| {
+                l.items
+                    .into_iter()
+                    .filter_map(|m| m.metadata.name)
+                    .collect()
+            })
+            .map_err(|e| Error::from_kube(format!("listing IPPools {selector} in {namespace}"), e))
+    }
+
+    /// Create an empty IPPool `name` for `range` with `labels`: [`Write::Changed`] when one of
+    /// that name exists.
+    pub async fn create_ip_pool_labelled(
+        &self,
+        namespace: &str,
+        name: &str,
+        range: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Write, Error> {
+        let api: Api<IPPool> = Api::namespaced(self.kube.clone(), namespace);
+        let mut pool = IPPool::new(
+            name,
+            IPPoolSpec {
+                range: range.into(),
+                allocations: BTreeMap::new(),
+            },
+        );
+        pool.metadata.labels = Some(labels);
+        match api.create(&PostParams::default(), &pool).await {
+            Ok(_) => Ok(Write::Done),
+            Err(e) if status_code(&e) == Some(409) => Ok(Write::Changed),
+            Err(e) => Err(Error::from_kube(
+                format!("creating IPPool {namespace}/{name}"),
+                e,
+            )),
+        }
+    }
+
     /// Whether the IPPool store answers: one list request of at most one object.
     pub async fn probe_ip_pools(&self, namespace: &str) -> Result<(), Error> {
         let api: Api<IPPool> = Api::namespaced(self.kube.clone(), namespace);
