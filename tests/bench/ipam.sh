@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/bench/ipam.sh [--allocs N] [--parallel P] [--runs R] [--taken T] — cluster-wide IPAM
+# tests/bench/ipam.sh [--allocs N] [--parallel P] [--runs R] [--taken T,T…] [--taken-ops K] — cluster-wide IPAM
 # throughput and latency of wasmcni against whereabouts v0.9.2 (tests/tools/peers), on the same
 # apiserver, interleaved in one run. A benchmark, not a test: nothing here asserts a time.
 #

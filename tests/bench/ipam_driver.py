@@ -157,6 +157,9 @@ class Bench:
         }
 
     def prefill(self, tool, taken):
+        if taken == 0:
+            self.clean(tool)
+            return True, ""
         """`taken` whereabouts-shaped entries (offsets 1..taken): in the range's IPPool, or in
         full /26 blocks claimed by the 10 other nodes."""
         _, cidr, block = TOOLS[tool]
@@ -189,13 +192,13 @@ class Bench:
             doc = ippool(pool_name(cidr), {str(o): entry(o) for o in range(1, taken + 1)})
         p = subprocess.run([self.a.kubectl, "create", "-f", "-"], input=json.dumps(doc).encode(),
                            capture_output=True)
-        return p.returncode == 0, p.stderr.decode()[:200]
+        return p.returncode == 0, " ".join(p.stderr.decode().split())[:160]
 
-    def taken(self, run):
+    def taken(self, run, taken):
         out = {}
         order = list(TOOLS) if run % 2 == 0 else list(reversed(TOOLS))
         for tool in order:
-            ok, why = self.prefill(tool, self.a.taken)
+            ok, why = self.prefill(tool, taken)
             out[tool] = {"prefill": ok, "why": why, "add": [], "del": [], "failed": 0}
         for k in range(self.a.taken_ops):
             for tool in order:
@@ -223,12 +226,18 @@ def main():
     ap.add_argument("--allocs", type=int, default=1000)
     ap.add_argument("--parallel", type=int, default=50)
     ap.add_argument("--runs", type=int, default=1)
-    ap.add_argument("--taken", type=int, default=10000)
+    ap.add_argument("--taken", default="0,10000,60000",
+                    help="comma-separated counts of addresses taken before the sequential pairs")
     ap.add_argument("--taken-ops", type=int, default=20)
+    ap.add_argument("--tools", default=",".join(TOOLS), help="a subset of " + ",".join(TOOLS))
     a = ap.parse_args()
+    for t in list(TOOLS):
+        if t not in a.tools.split(","):
+            del TOOLS[t]
     b = Bench(a)
     bursts = {t: [] for t in TOOLS}
-    takens = []
+    counts = [int(t) for t in str(a.taken).split(",") if t.strip()]
+    takens = {t: [] for t in counts}
     for run in range(a.runs):
         order = list(TOOLS) if run % 2 == 0 else list(reversed(TOOLS))
         for tool in order:
@@ -239,8 +248,9 @@ def main():
                   % (run, tool, r["ok"], a.allocs, r["wall"], r["rate"], r["p50"], r["p99"], r["dup"],
                      r["del_failed"], r["left_entries"], r["left_orips"], r["errors"]),
                   file=sys.stderr, flush=True)
-        if a.taken > 0 and a.taken_ops > 0:
-            takens.append(b.taken(run))
+        if a.taken_ops > 0:
+            for t in counts:
+                takens[t].append(b.taken(run, t))
 
     print()
     print("`%s` — %s, %d cores, load %.1f at the end" % (
@@ -258,20 +268,23 @@ def main():
         print("| %s | %s | %s ms | %s ms | %s | %s | %s | %s |" % (
             tool, f("rate"), f("p50"), f("p99"), s("failed"), s("dup"), s("del_failed"),
             "/".join("%d/%d" % (r["left_entries"], r["left_orips"]) for r in rs)))
-    if takens:
+    if any(takens.values()):
         print()
-        print("| ADD, DEL with %d addresses taken (%d sequential pairs) | ADD p50 | DEL p50 | failed |"
-              % (a.taken, a.taken_ops))
-        print("|---|---|---|---|")
+        print("| %d sequential ADD + DEL pairs, with N addresses taken | N | ADD p50 | DEL p50 | failed |"
+              % a.taken_ops)
+        print("|---|---|---|---|---|")
         for tool in TOOLS:
-            parts = [t[tool] for t in takens]
-            if not all(p["prefill"] for p in parts):
-                print("| %s | pool of %d entries refused: %s | | |" % (tool, a.taken, parts[0]["why"]))
-                continue
-            print("| %s | %s ms | %s ms | %s |" % (
-                tool, "/".join("%.1f" % pct(p["add"], 50) for p in parts),
-                "/".join("%.1f" % pct(p["del"], 50) for p in parts),
-                "/".join(str(p["failed"]) for p in parts)))
+            for t in counts:
+                parts = [x[tool] for x in takens[t]]
+                if not parts:
+                    continue
+                if not all(p["prefill"] for p in parts):
+                    print("| %s | %d | refused: %s | | |" % (tool, t, parts[0]["why"]))
+                    continue
+                print("| %s | %d | %s ms | %s ms | %s |" % (
+                    tool, t, "/".join("%.1f" % pct(p["add"], 50) for p in parts),
+                    "/".join("%.1f" % pct(p["del"], 50) for p in parts),
+                    "/".join(str(p["failed"]) for p in parts)))
     print()
     print("Figures per run separated by /. Each tool on its own /16 (never meeting); "
           "the tools alternate order per run.")

@@ -124,7 +124,12 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
     node: &str,
     choice: Choice<'_, P>,
 ) -> Result<Lease, Error<P::Error>> {
-    let _turn = store.turn(namespace, &pool.name).await;
+    // This node's writers take turns at the range (its blocks); other nodes write other
+    // objects and need no turn with it. The node is in the key so that nodes simulated on one
+    // machine (the fault tier, the benchmark) are as apart as real ones.
+    let _turn = store
+        .turn(namespace, &format!("{}@{node}", pool.name))
+        .await;
     let st = Error::Store;
 
     if let Choice::Requested(ip) = choice {
@@ -143,7 +148,9 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
         return allocate_in(store, conf, &blk, namespace, owner, choice, None).await;
     }
 
-    let mine = listed(store, namespace, pool, b, Some(node))
+    // Reads a moment old are enough here (every write below is conditional), and much faster
+    // than consistent lists (k8s::list_params).
+    let mine = listed(store, namespace, pool, b, Some(node), false)
         .await
         .map_err(st)?;
     // A retried ADD, or the pod back with a new sandbox: the block that records it.
@@ -164,7 +171,7 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
     // at once do not all race for the lowest one.
     let (lo, n) = span(pool, b);
     let claimed: BTreeSet<u64> = store
-        .block_names(namespace, &pool.name)
+        .block_names(namespace, &pool.name, false)
         .await
         .map_err(st)?
         .iter()
@@ -198,7 +205,9 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
     }
 
     // Every block is claimed (or the claims kept losing): borrow from any block.
-    let all = listed(store, namespace, pool, b, None).await.map_err(st)?;
+    let all = listed(store, namespace, pool, b, None, false)
+        .await
+        .map_err(st)?;
     in_first_free(store, conf, pool, b, &all, namespace, owner, choice)
         .await
         .unwrap_or_else(|| {
@@ -215,9 +224,10 @@ async fn listed<S: PoolStore>(
     pool: &PoolRef,
     b: Block,
     node: Option<&str>,
+    fresh: bool,
 ) -> Result<Vec<(u64, IPPool)>, crate::k8s::Error> {
     let mut v: Vec<(u64, IPPool)> = store
-        .blocks(namespace, &pool.name, node)
+        .blocks(namespace, &pool.name, node, fresh)
         .await?
         .into_iter()
         .filter_map(|p| Some((index_of(pool, b, p.metadata.name.as_deref()?)?, p)))
@@ -261,7 +271,8 @@ fn start_for(node: &str) -> u64 {
 
 /// Release `owner`'s address from range `pool` kept in blocks of size `b`, on `node`;
 /// `hints`: addresses the runtime reports the owner had (prevResult). Idempotent, as
-/// [`super::release`].
+/// [`super::release`]. Every read here is fresh: a DEL that missed an entry written a moment
+/// ago would leave it behind.
 pub async fn release<S: PoolStore>(
     store: &S,
     namespace: &str,
@@ -272,39 +283,40 @@ pub async fn release<S: PoolStore>(
     hints: &[IpAddr],
 ) -> Result<(), Error> {
     let st = Error::Store;
-    let holding = |ps: Vec<IPPool>| -> Vec<String> {
-        ps.into_iter()
-            .filter(|p| offsets(&p.spec).values().any(|a| owner.holds(a)))
-            .filter_map(|p| p.metadata.name)
-            .collect()
-    };
-    let mut names: BTreeSet<String> = holding(
-        store
-            .blocks(namespace, &pool.name, Some(node))
-            .await
-            .map_err(st)?,
-    )
-    .into_iter()
-    .collect();
+    let holds = |p: &IPPool| offsets(&p.spec).values().any(|a| owner.holds(a));
+    let name_of = |p: IPPool| p.metadata.name;
+    // The blocks of the reported addresses first: one read each, no list.
+    let mut names: BTreeSet<String> = BTreeSet::new();
     for ip in hints {
         if let Some(o) = pool.range.offset_of(*ip) {
-            names.insert(block(pool, b, o >> b.bits).name);
+            let name = block(pool, b, o >> b.bits).name;
+            if let Some(p) = store.get(namespace, &name).await.map_err(st)?
+                && holds(&p)
+            {
+                names.insert(name);
+            }
         }
     }
     if names.is_empty() {
+        let mine = store
+            .blocks(namespace, &pool.name, Some(node), true)
+            .await
+            .map_err(st)?;
+        names.extend(mine.into_iter().filter(holds).filter_map(name_of));
+    }
+    if names.is_empty() {
         let claimed = store
-            .block_names(namespace, &pool.name)
+            .block_names(namespace, &pool.name, true)
             .await
             .map_err(st)?
             .len() as u64;
         // Borrowing happens only once every block is claimed.
         if claimed >= claimable(pool, b) {
-            names.extend(holding(
-                store
-                    .blocks(namespace, &pool.name, None)
-                    .await
-                    .map_err(st)?,
-            ));
+            let all = store
+                .blocks(namespace, &pool.name, None, true)
+                .await
+                .map_err(st)?;
+            names.extend(all.into_iter().filter(holds).filter_map(name_of));
         }
     }
     if names.is_empty() {
@@ -389,7 +401,7 @@ mod tests {
         assert_eq!(a1.pool, a2.pool, "one block for node-a's first two");
         assert_ne!(a1.pool, b1.pool, "node-b claimed another");
         let blocks = store
-            .blocks("kube-system", "10.0.0.0-16", None)
+            .blocks("kube-system", "10.0.0.0-16", None, true)
             .await
             .unwrap();
         assert_eq!(blocks.len(), 2);
@@ -494,7 +506,7 @@ mod tests {
         // Two blocks for three nodes: the third borrowed.
         assert_eq!(
             store
-                .blocks("kube-system", &p.name, None)
+                .blocks("kube-system", &p.name, None, true)
                 .await
                 .unwrap()
                 .len(),

@@ -659,6 +659,7 @@ pub(super) mod tests {
             _: &str,
             pool: &str,
             node: Option<&str>,
+            _fresh: bool,
         ) -> Result<Vec<IPPool>, k8s::Error> {
             let of =
                 |p: &IPPool, k: &str| p.metadata.labels.as_ref().and_then(|l| l.get(k).cloned());
@@ -672,8 +673,13 @@ pub(super) mod tests {
                 .cloned()
                 .collect())
         }
-        async fn block_names(&self, ns: &str, pool: &str) -> Result<Vec<String>, k8s::Error> {
-            let all = self.blocks(ns, pool, None).await?;
+        async fn block_names(
+            &self,
+            ns: &str,
+            pool: &str,
+            _fresh: bool,
+        ) -> Result<Vec<String>, k8s::Error> {
+            let all = self.blocks(ns, pool, None, true).await?;
             Ok(all.into_iter().filter_map(|p| p.metadata.name).collect())
         }
         async fn create_block(

@@ -70,19 +70,23 @@ pub trait PoolStore: Sync {
     -> impl Future<Output = Result<Vec<IPPool>, k8s::Error>> + Send;
 
     /// The blocks (IPPools, [`super::blocks`]) of the range whose pool is `pool`: those
-    /// claimed by `node`, or all of them when `None`.
+    /// claimed by `node`, or all of them when `None`. `fresh`: as of now (slower); otherwise
+    /// possibly a moment old, which is enough where every write that follows is conditional.
     fn blocks(
         &self,
         namespace: &str,
         pool: &str,
         node: Option<&str>,
+        fresh: bool,
     ) -> impl Future<Output = Result<Vec<IPPool>, k8s::Error>> + Send;
 
-    /// The names of every block of `pool`'s range (no contents).
+    /// The names of every block of `pool`'s range (no contents); `fresh` as for
+    /// [`PoolStore::blocks`].
     fn block_names(
         &self,
         namespace: &str,
         pool: &str,
+        fresh: bool,
     ) -> impl Future<Output = Result<Vec<String>, k8s::Error>> + Send;
 
     /// Create the empty block `name` of `pool`'s range (`range`: the range's CIDR, which its
@@ -176,16 +180,22 @@ impl PoolStore for k8s::Client {
         namespace: &str,
         pool: &str,
         node: Option<&str>,
+        fresh: bool,
     ) -> Result<Vec<IPPool>, k8s::Error> {
         let mut selector = format!("{POOL_LABEL}={}", label_value(pool));
         if let Some(n) = node {
             selector += &format!(",{NODE_LABEL}={}", label_value(n));
         }
-        self.ip_pools_labelled(namespace, &selector).await
+        self.ip_pools_labelled(namespace, &selector, fresh).await
     }
-    async fn block_names(&self, namespace: &str, pool: &str) -> Result<Vec<String>, k8s::Error> {
+    async fn block_names(
+        &self,
+        namespace: &str,
+        pool: &str,
+        fresh: bool,
+    ) -> Result<Vec<String>, k8s::Error> {
         let selector = format!("{POOL_LABEL}={}", label_value(pool));
-        self.ip_pool_names(namespace, &selector).await
+        self.ip_pool_names(namespace, &selector, fresh).await
     }
     async fn create_block(
         &self,
