@@ -5,7 +5,8 @@
 //! - `wasmcni guest pin FILE --name N [--apply --kubeconfig K]` — the ConfigMap entry that lets
 //!   NetworkAttachmentDefinitions name the guest (printed, or applied);
 //! - `wasmcni guest test FILE …` — run a policy offline against a sample pod and pool;
-//! - `wasmcni reconcile --kubeconfig K` — the IPAM reconciler (one leader per cluster, by Lease).
+//! - `wasmcni reconcile --kubeconfig K` — the IPAM reconciler (one leader per cluster, by Lease);
+//! - `wasmcni daemon` — the node daemon (thick mode): serves the node's CNI calls on a socket.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,6 +41,26 @@ enum Cmd {
     /// The IPAM reconciler: frees allocations and reservations no pod holds (run as a
     /// Deployment; replicas elect one leader with a Lease).
     Reconcile(ReconcileArgs),
+    /// The node daemon (thick mode): serves this node's CNI calls on a root-only unix socket,
+    /// which `wasmcni` exec'd by the runtime forwards to (run in the DaemonSet).
+    Daemon(DaemonArgs),
+}
+
+/// `wasmcni daemon` arguments.
+#[derive(clap::Args)]
+struct DaemonArgs {
+    /// The socket (the shim's default, or what its WASMCNI_DAEMON_SOCKET names).
+    #[arg(long, default_value = crate::daemon::shim::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Calls served at once.
+    #[arg(long, default_value_t = 32)]
+    max_calls: usize,
+    /// Calls that may wait for a slot; one more is declined and runs in its shim's process.
+    #[arg(long, default_value_t = 512)]
+    max_waiting: usize,
+    /// Worker threads (default: the CPUs).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 /// `wasmcni reconcile` arguments.
@@ -157,6 +178,7 @@ pub fn main() -> ExitCode {
         ),
         Cmd::Guest(GuestCmd::Test(args)) => test(args),
         Cmd::Reconcile(args) => reconcile(args),
+        Cmd::Daemon(args) => daemon(args),
     };
     match run {
         Ok(()) => ExitCode::SUCCESS,
@@ -228,6 +250,20 @@ fn reconcile(a: ReconcileArgs) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_secs(pause)).await;
         }
     })
+}
+
+fn daemon(a: DaemonArgs) -> anyhow::Result<()> {
+    use crate::daemon::server::{self, Limits};
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = a.threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt.enable_all().build()?;
+    let limits = Limits {
+        calls: a.max_calls,
+        waiting: a.max_waiting,
+    };
+    rt.block_on(server::run(&a.socket, limits, crate::node::Node::new()))
 }
 
 fn inspect(file: &PathBuf) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cmd;
 pub mod cni;
 pub mod config;
+pub mod daemon;
 pub mod delegate;
 pub mod files;
 pub mod guest;

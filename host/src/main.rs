@@ -17,11 +17,9 @@ fn main() -> ExitCode {
     // A bug must still answer in CNI terms (code 999 on stdout), never with a bare panic that
     // a runtime cannot parse.
     let (out, ok) = match read {
-        Ok(_) => {
-            std::panic::catch_unwind(|| wasmcni::cmd::run(&env, &stdin)).unwrap_or_else(|_| {
-                wasmcni::cmd::internal_error("wasmcni panicked (a bug; see stderr)")
-            })
-        }
+        Ok(_) => std::panic::catch_unwind(|| call(&env, &stdin)).unwrap_or_else(|_| {
+            wasmcni::cmd::internal_error("wasmcni panicked (a bug; see stderr)")
+        }),
         Err(e) => wasmcni::cmd::io_error(&e),
     };
     let mut stdout = std::io::stdout().lock();
@@ -35,4 +33,16 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The node daemon's answer when one serves this node (thick mode), else the call run here.
+fn call(env: &[(String, String)], stdin: &[u8]) -> (String, bool) {
+    use wasmcni::daemon::shim::{self, Outcome};
+    if let Some(socket) = shim::socket(env) {
+        match shim::forward(&socket, env, stdin) {
+            Outcome::Answered { out, ok } => return (out, ok),
+            Outcome::InProcess { why } => tracing::debug!("in-process: {why}"),
+        }
+    }
+    wasmcni::cmd::run(env, stdin)
 }

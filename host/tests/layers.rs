@@ -1,5 +1,5 @@
 //! The host's layers import downward only: protocol ← (netns, k8s, config) ← (netlink, ipam) ←
-//! (guest, reconcile) ← node ← delegate ← verbs ← CLI. Read from the source, so a new upward import (or a
+//! (guest, reconcile) ← node ← delegate ← verbs ← daemon ← CLI. Read from the source, so a new upward import (or a
 //! circle) fails here, naming the file and the import.
 
 use std::collections::BTreeMap;
@@ -20,7 +20,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("node", 4),
     ("delegate", 5),
     ("cmd", 6),
-    ("cli", 7),
+    ("daemon", 7),
+    ("cli", 8),
 ];
 
 fn layer(module: &str) -> Option<u32> {

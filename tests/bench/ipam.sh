@@ -6,13 +6,14 @@
 # Both are exec'd as the IPAM plugin a main plugin (macvlan, Multus' delegates) would exec:
 # CNI_* environment, the network config on stdin, `"ipam": {"type": "whereabouts", "range": …}`
 # with whereabouts' flat file naming the kubeconfig — wasmcni is the same binary installed as
-# "whereabouts". Three tools: whereabouts, wasmcni on one IPPool per range, wasmcni with the range
-# in per-node blocks (`block_size` 26); calls come from 10 node names (NODENAME). Per run and per
+# "whereabouts". Four tools: whereabouts, wasmcni on one IPPool per range, wasmcni with the range
+# in per-node blocks (`block_size` 26), and those blocks in thick mode (one `wasmcni daemon` per
+# node name; the exec'd shim forwards to it); calls come from 10 node names (NODENAME). Per run and per
 # tool: N ADDs of distinct pods at P-way concurrency on one /16 (allocations/s, p50/p99 per ADD,
 # failures, duplicate addresses), then their DELs (failures, entries and ORIPs left); then K
 # sequential ADD+DEL on a /16 that already holds T entries, for each T (default 0,10000,60000).
 # Each tool has its own /16 so they never meet; the order of the tools alternates per run.
-# --tools picks a subset (wasmcni,wasmcni-blocks,whereabouts).
+# --tools picks a subset (wasmcni,wasmcni-blocks,whereabouts,wasmcni-daemon).
 #
 # Needs root (a node network namespace with the throwaway control plane on its loopback, as the
 # e2e tier), tests/setup.sh's tools and peers, and a release build:

@@ -3,8 +3,10 @@
 
 Execs each IPAM plugin as a main plugin execs it (one fresh process per call, CNI_* environment,
 the network config on stdin) and times every call from spawn to exit with a monotonic clock.
-Three tools: whereabouts, wasmcni on whereabouts' one IPPool per range, and wasmcni with the
-range in per-node blocks (`"block_size": 26`); the same binary and identity for both wasmcni rows.
+Four tools: whereabouts, wasmcni on whereabouts' one IPPool per range, wasmcni with the range in
+per-node blocks (`"block_size": 26`), and the blocks through a node daemon per node name (thick
+mode: the exec'd shim forwards each call to `wasmcni daemon`); one binary and identity for the
+wasmcni rows.
 Calls come from 10 node names (NODENAME, which whereabouts reads too and uses for nothing here).
 Per run, for each tool in alternating order:
   burst: N ADDs of distinct pods at P-way concurrency on an empty /16, then their DELs at the
@@ -30,7 +32,11 @@ TOOLS = {
     "wasmcni": ("wasmcni", "10.62.0.0/16", None),
     "wasmcni-blocks": ("wasmcni", "10.63.0.0/16", 26),
     "whereabouts": ("whereabouts", "10.61.0.0/16", None),
+    # The blocks again, each call forwarded by the exec'd shim to its node's `wasmcni daemon`.
+    "wasmcni-daemon": ("wasmcni", "10.64.0.0/16", 26),
 }
+# The tools whose calls go to a node daemon (one per node name, started by this driver).
+DAEMON = {"wasmcni-daemon"}
 NODES = 10
 BLOCK_LABEL = "wasmcni.io/pool"
 
@@ -50,6 +56,32 @@ def pool_name(cidr):
 class Bench:
     def __init__(self, a):
         self.a = a
+        self.daemons = {}
+
+    def start_daemons(self, nodes):
+        """One `wasmcni daemon` per node name, as a DaemonSet would run them (NODENAME set)."""
+        for n in nodes:
+            d = "%s/daemons/%s" % (self.a.work, n)
+            os.makedirs(d, mode=0o700, exist_ok=True)
+            sock = d + "/daemon.sock"
+            env = {"NODENAME": n, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "WASMCNI_LOG": "warn"}
+            log = open(d + "/log", "ab")
+            p = subprocess.Popen(["%s/wasmcni/whereabouts" % self.a.work, "daemon", "--socket", sock],
+                                 env=env, stdout=log, stderr=log)
+            self.daemons[n] = (p, sock)
+        for n, (p, sock) in self.daemons.items():
+            for _ in range(200):
+                if os.path.exists(sock) or p.poll() is not None:
+                    break
+                time.sleep(0.05)
+            if not os.path.exists(sock):
+                sys.exit("the daemon of %s did not start (see %s/daemons/%s/log)" % (n, self.a.work, n))
+
+    def stop_daemons(self):
+        for p, _ in self.daemons.values():
+            p.terminate()
+        for p, _ in self.daemons.values():
+            p.wait(timeout=60)
 
     def conf(self, tool):
         d, cidr, block = TOOLS[tool]
@@ -67,6 +99,8 @@ class Bench:
         env = {
             "NODENAME": node,
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            # Exec mode, or the node's daemon.
+            "WASMCNI_DAEMON_SOCKET": self.daemons[node][1] if tool in DAEMON else "",
             "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": self.a.netns,
             "CNI_IFNAME": "net1", "CNI_PATH": "%s/%s" % (self.a.work, d),
             "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=%s;"
@@ -235,6 +269,15 @@ def main():
         if t not in a.tools.split(","):
             del TOOLS[t]
     b = Bench(a)
+    if DAEMON & set(TOOLS):
+        b.start_daemons(["node-%d" % i for i in range(NODES)] + ["node-t"])
+    try:
+        report(a, b)
+    finally:
+        b.stop_daemons()
+
+
+def report(a, b):
     bursts = {t: [] for t in TOOLS}
     counts = [int(t) for t in str(a.taken).split(",") if t.strip()]
     takens = {t: [] for t in counts}

@@ -80,12 +80,13 @@ JSON
 }
 
 # cni VERB NETNS POD [UID]: cnitool VERB wasmcni /var/run/netns/NETNS, as containerd would call
-# it for pod default/POD. Prints cnitool's output; returns its status.
+# it for pod default/POD. Prints cnitool's output; returns its status. Exec mode (the call runs
+# in wasmcni's own process) unless the scenario exports WASMCNI_DAEMON_SOCKET (018-daemon).
 cni() {
     local verb=$1 ns=$2 pod=$3 uid=${4:-uid-$3}
     NETCONFPATH=$NETDIR CNI_PATH=$CNI_BIN CNI_IFNAME=eth0 \
     CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$pod;K8S_POD_INFRA_CONTAINER_ID=infra-$pod;K8S_POD_UID=$uid" \
-    WASMCNI_LOG_FILE="$WORK/wasmcni.log" \
+    WASMCNI_LOG_FILE="$WORK/wasmcni.log" WASMCNI_DAEMON_SOCKET=${WASMCNI_DAEMON_SOCKET-} \
         "$TOOLS/bin/cnitool" "$verb" wasmcni "/var/run/netns/$ns"
 }
 

@@ -85,6 +85,12 @@ fn answer(stdin: &[u8], out: Result<Option<Value>, Error>) -> (String, bool) {
     }
 }
 
+/// A call that failed before it reached a verb (the shim's "the daemon did not answer"), as
+/// the runtime reads it: the error in the caller's version.
+pub fn failed(stdin: &[u8], e: Error) -> (String, bool) {
+    answer(stdin, Err(e))
+}
+
 /// A bug: answer with code 999 rather than a bare panic.
 pub fn internal_error(what: &str) -> (String, bool) {
     (
