@@ -27,10 +27,18 @@ net1_v4() { ip -n "$1" -j addr show net1 2>/dev/null | jq -r '.[0].addr_info[]?|
 RUN=$WORK/run
 SOCK=$RUN/daemon.sock
 DLOG=$WORK/daemon.log
+# Started when it says it serves: a socket left by a killed daemon is there before the new
+# one has bound it (or can take a SIGTERM as a clean stop).
 start_daemon() {
+    local before
+    before=$(grep -c "daemon serving on" "$DLOG" 2>/dev/null)
     WASMCNI_LOG=info "$WASMCNI" daemon --socket "$SOCK" "$@" >>"$DLOG" 2>&1 &
     DPID=$!
-    for _ in $(seq 100); do [[ -S $SOCK ]] && return 0; sleep 0.1; done
+    for _ in $(seq 100); do
+        (($(grep -c "daemon serving on" "$DLOG") > ${before:-0})) && return 0
+        kill -0 $DPID 2>/dev/null || return 1
+        sleep 0.1
+    done
     return 1
 }
 defer 'kill -9 $DPID 2>/dev/null'
