@@ -13,7 +13,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 t0=$(date +%s)
 
 need=()
-for p in iproute2 iputils-ping jq openssl socat ca-certificates nftables; do
+for p in iproute2 iputils-ping jq openssl socat ca-certificates nftables curl; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [[ ${#need[@]} -gt 0 ]]; then

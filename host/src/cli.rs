@@ -61,6 +61,10 @@ struct DaemonArgs {
     /// Worker threads (default: the CPUs).
     #[arg(long)]
     threads: Option<usize>,
+    /// Serve Prometheus metrics at /metrics, and /healthz and /readyz, on this address
+    /// (e.g. 127.0.0.1:9745; none by default).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// `wasmcni reconcile` arguments.
@@ -263,7 +267,12 @@ fn daemon(a: DaemonArgs) -> anyhow::Result<()> {
         calls: a.max_calls,
         waiting: a.max_waiting,
     };
-    rt.block_on(server::run(&a.socket, limits, crate::node::Node::new()))
+    rt.block_on(server::run(
+        &a.socket,
+        limits,
+        crate::node::Node::new(),
+        a.metrics,
+    ))
 }
 
 fn inspect(file: &PathBuf) -> anyhow::Result<()> {

@@ -10,6 +10,8 @@
 #     declines run in their shim's process — with 6 distinct addresses;
 #   - the shim never blocks a DEL: with the daemon stopped (SIGSTOP) a DEL answers in-process
 #     within the shim's wait; with it killed (a stale socket) DEL and ADD run in-process;
+#   - /metrics (--metrics) counts what it served by verb and code, and its declines, as its log
+#     says; /healthz and /readyz answer while it runs;
 #   - SIGTERM: the daemon removes its socket and exits 0; nothing is left in the pool.
 source "$(dirname "$0")/lib.sh"
 
@@ -44,7 +46,17 @@ start_daemon() {
 defer 'kill -9 $DPID 2>/dev/null'
 served() { grep -c "served $1" "$DLOG"; }
 
-check "the daemon starts and listens" start_daemon
+# Its metrics and probes on the node namespace's loopback.
+MPORT=19745
+scrape() { curl -s -o "$WORK/scrape.out" -w '%{http_code}' "http://127.0.0.1:$MPORT$1"; }
+# "VERB CODE N" per wasmcni_cni_calls_total series, sorted.
+calls_counted() {
+    scrape /metrics >/dev/null
+    sed -n 's/^wasmcni_cni_calls_total{verb="\([A-Z]*\)",code="\([0-9]*\)"} \([0-9]*\)$/\1 \2 \3/p' "$WORK/scrape.out" | sort
+}
+check "the daemon starts and listens" start_daemon --metrics 127.0.0.1:$MPORT
+check_eq "/healthz answers 200" 200 "$(scrape /healthz)"
+check_eq "/readyz answers 200 (it takes calls)" 200 "$(scrape /readyz)"
 check_eq "its socket is 0600 in a 0700 directory" "600 700" "$(stat -c %a "$SOCK") $(stat -c %a "$RUN")"
 export WASMCNI_DAEMON_SOCKET=$SOCK
 
@@ -83,11 +95,18 @@ check_eq "ADD of dmn-b with the socket's directory world-writable exits 0" 0 "$r
 check_eq "…in-process: the daemon served no ADD" "$n" "$(served ADD)"
 check_grep "…and the shim says why" 'writable by others: not used' "$(cat "$WORK/wasmcni.log")"
 chmod 0700 "$RUN"
+# What the daemon served so far: ADD and CHECK of dmn-a, the unknown NAD's ADD, two malformed
+# configs; not dmn-b's ADD (in-process).
+# (103: a requested NAD does not exist, README's code table; 6: the config is not JSON.)
+want=$(printf '%s\n' "ADD 0 1" "ADD 103 1" "ADD 6 2" "CHECK 0 1" | sort)
+check_eq "/metrics counts the calls it served, by verb and CNI code" "$want" "$(calls_counted)"
+check_grep "…and how long each took (ADDs in the histogram)" '^wasmcni_cni_call_seconds_count\{verb="ADD"\} 4$' "$(cat "$WORK/scrape.out")"
 check "DEL of dmn-b through the daemon" cni del wcni-dmn-b dmn-b
 
 # Bounded: one slot, no queue; 6 ADDs at once, the declined ones run in their shim's process.
 kill -TERM $DPID; wait $DPID 2>/dev/null
-check "a restart with one slot and no queue" start_daemon --max-calls 1 --max-waiting 0
+check_eq "a stopped daemon's endpoint is gone" 000 "$(scrape /readyz)"
+check "a restart with one slot and no queue" start_daemon --max-calls 1 --max-waiting 0 --metrics 127.0.0.1:$MPORT
 burst=(dmn-c0 dmn-c1 dmn-c2 dmn-c3 dmn-c4 dmn-c5)
 for p in "${burst[@]}"; do new_netns wcni-$p; make_pod $p dmn-net; done
 defer "kc delete pod ${burst[*]} --wait=false --ignore-not-found"
@@ -101,6 +120,10 @@ check_eq "6 distinct addresses" 6 "$addrs"
 declined=$(grep -c 'declined a call: busy' "$DLOG")
 log "burst: the daemon served $(grep -c 'served ADD' "$DLOG") ADDs in all and declined $declined"
 check "the daemon declined some (busy) and those ran in-process" test "$declined" -ge 1
+scrape /metrics >/dev/null
+check_grep "/metrics counts the declines as the log does" "^wasmcni_daemon_declined_calls_total $declined\$" "$(cat "$WORK/scrape.out")"
+check_grep "…and the ADDs it served" "^wasmcni_cni_calls_total\\{verb=\"ADD\",code=\"0\"\\} $((6 - declined))\$" "$(cat "$WORK/scrape.out")"
+check_grep "…with nothing waiting or running now" '^wasmcni_daemon_calls_waiting 0$' "$(cat "$WORK/scrape.out")"
 for p in "${burst[@]}"; do cni del wcni-$p $p >/dev/null; done
 kill -TERM $DPID; wait $DPID 2>/dev/null
 check "restarted with the defaults" start_daemon

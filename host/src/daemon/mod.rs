@@ -4,8 +4,10 @@
 //!
 //! - [`wire`]: the frames between the two (a leaf);
 //! - [`shim`]: the exec'd side, which falls back to running the call in-process;
-//! - [`server`]: the daemon's socket, bounded.
+//! - [`server`]: the daemon's socket, bounded;
+//! - [`metrics`]: what it counts, and the endpoint that serves it with the probes.
 
+pub mod metrics;
 pub mod server;
 pub mod shim;
 pub mod wire;

@@ -5,8 +5,10 @@
 //! Bounded: at most [`Limits::calls`] calls run at once, and at most [`Limits::waiting`] more
 //! wait for a slot (each holds its frame, at most a few KiB in practice and ~1 MiB by the
 //! wire's bounds); a call past both is declined, and the shim then runs it in-process. A call
-//! that waited long for its slot says so in the log.
+//! that waited long for its slot says so in the log, and every call is counted in
+//! [`Metrics`] (served by verb and code, waits, declines), which `--metrics` serves.
 
+use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
+use super::metrics::{self, Metrics};
 use super::wire::{self, Call, Reply};
 use crate::cmd;
 use crate::node::Node;
@@ -47,6 +50,7 @@ struct State {
     limits: Limits,
     /// Accepted and not yet answered (waiting or running).
     inside: AtomicUsize,
+    metrics: Arc<Metrics>,
 }
 
 /// Serve CNI calls on `socket` until SIGTERM or SIGINT, then stop taking calls, remove the
@@ -55,10 +59,28 @@ struct State {
 /// The socket's directory is made 0700 if missing and must not be writable by anyone but the
 /// daemon's user; the socket is 0600, and a peer of another uid is declined. A socket left by a
 /// daemon that died is replaced; one another daemon still answers on is an error.
-pub async fn run(socket: &Path, limits: Limits, node: Arc<Node>) -> anyhow::Result<()> {
+///
+/// `metrics`: where to serve [`metrics`]' endpoint (none when `None`); bound first, so a taken
+/// address fails the start.
+pub async fn run(
+    socket: &Path,
+    limits: Limits,
+    node: Arc<Node>,
+    metrics: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     // Before the socket exists: a SIGTERM as soon as it does is a clean stop, not a kill.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let counted = Arc::new(Metrics::new());
+    let endpoint = match metrics {
+        Some(addr) => {
+            let l = metrics::listen(addr).await?;
+            tracing::warn!("metrics on http://{addr}/metrics (and /healthz, /readyz)");
+            Some(tokio::spawn(metrics::serve(l, counted.clone())))
+        }
+        None => None,
+    };
     let listener = bind(socket)?;
+    counted.set_ready(true);
     tracing::warn!(
         "wasmcni daemon serving on {} ({} calls at once, {} waiting)",
         socket.display(),
@@ -70,6 +92,7 @@ pub async fn run(socket: &Path, limits: Limits, node: Arc<Node>) -> anyhow::Resu
         slots: Semaphore::new(limits.calls.max(1)),
         limits,
         inside: AtomicUsize::new(0),
+        metrics: counted.clone(),
     });
     let mut calls = tokio::task::JoinSet::new();
     loop {
@@ -89,6 +112,7 @@ pub async fn run(socket: &Path, limits: Limits, node: Arc<Node>) -> anyhow::Resu
         }
     }
     // From here a shim finds no socket and runs its call in-process.
+    counted.set_ready(false);
     drop(listener);
     let _ = std::fs::remove_file(socket);
     let left = calls.len();
@@ -102,6 +126,9 @@ pub async fn run(socket: &Path, limits: Limits, node: Arc<Node>) -> anyhow::Resu
             "wasmcni daemon stopped with {} calls unfinished after {DRAIN_WAIT:?}",
             calls.len()
         );
+    }
+    if let Some(e) = endpoint {
+        e.abort();
     }
     Ok(())
 }
@@ -150,6 +177,7 @@ async fn connection(state: Arc<State>, mut stream: UnixStream) {
         Ok(call) => serve(&state, call).await,
         Err(why) => {
             tracing::info!("declined a call: {why}");
+            state.metrics.declined();
             // Unread bytes would make the close a reset, and the shim would hear no reply.
             drain(&mut stream).await;
             Reply::Declined { why }
@@ -201,7 +229,12 @@ async fn drain(stream: &mut UnixStream) {
 /// Run `call` in a slot. A panic in the verb answers code 999 as exec mode's does.
 async fn serve(state: &State, call: Call) -> Reply {
     let t0 = Instant::now();
-    let Ok(_slot) = state.slots.acquire().await else {
+    let m = &state.metrics;
+    m.waiting.inc();
+    let slot = state.slots.acquire().await;
+    m.waiting.dec();
+    let Ok(_slot) = slot else {
+        m.declined();
         return Reply::Declined {
             why: "the daemon is stopping".into(),
         };
@@ -224,10 +257,13 @@ async fn serve(state: &State, call: Call) -> Reply {
         );
     }
     let node = state.node.clone();
+    m.running.inc();
     // Its own task: a panic ends the task, not the daemon, and is answered.
     let ran = tokio::spawn(async move { cmd::serve(&node, &call.env, &call.stdin).await }).await;
+    m.running.dec();
     let (out, ok) = ran
         .unwrap_or_else(|_| cmd::internal_error("wasmcni panicked (a bug; see the daemon's log)"));
+    m.served(&verb, ok, &out, t0.elapsed() - waited, waited);
     tracing::info!(
         "served {verb} {} in {} ms ({} ms waiting): {}",
         container,
@@ -276,7 +312,7 @@ mod tests {
                 calls: 2,
                 waiting: 8,
             };
-            tokio::spawn(async move { run(&sock, limits, Node::new()).await })
+            tokio::spawn(async move { run(&sock, limits, Node::new(), None).await })
         };
         while !sock.exists() {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -322,6 +358,7 @@ mod tests {
                 waiting: 0,
             },
             Node::new(),
+            None,
         )
         .await;
         assert!(format!("{:#}", second.unwrap_err()).contains("another daemon"));
