@@ -31,6 +31,7 @@ use ipnetwork::IpNetwork;
 
 use super::commit::{allocate_in, offsets, release as release_pools};
 use super::conf::{Block, block_pool_name};
+use super::turn::Turn;
 use super::{Choice, Error, IpamConf, Lease, Owner, PoolRef, PoolStore, PoolView, Proposer};
 use crate::k8s::{IPPool, Write};
 
@@ -127,9 +128,10 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
     // This node's writers take turns at the range (its blocks); other nodes write other
     // objects and need no turn with it. The node is in the key so that nodes simulated on one
     // machine (the fault tier, the benchmark) are as apart as real ones.
-    let _turn = store
+    let mut turn = store
         .turn(namespace, &format!("{}@{node}", pool.name))
         .await;
+    let turn = &mut turn;
     let st = Error::Store;
 
     if let Choice::Requested(ip) = choice {
@@ -145,7 +147,7 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
             .create_block(namespace, &blk.name, &pool.range.cidr(), &pool.name, node)
             .await
             .map_err(st)?;
-        return allocate_in(store, conf, &blk, namespace, owner, choice, None).await;
+        return allocate_in(store, conf, &blk, namespace, owner, choice, None, turn).await;
     }
 
     // Reads a moment old are enough here (every write below is conditional), and much faster
@@ -161,9 +163,11 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
     });
     if let Some((i, p)) = again {
         let (blk, seed) = (block(pool, b, *i), Some(p.clone()));
-        return allocate_in(store, conf, &blk, namespace, owner, choice, seed).await;
+        return allocate_in(store, conf, &blk, namespace, owner, choice, seed, turn).await;
     }
-    if let Some(got) = in_first_free(store, conf, pool, b, &mine, namespace, owner, choice).await {
+    if let Some(got) =
+        in_first_free(store, conf, pool, b, &mine, namespace, owner, choice, turn).await
+    {
         return got;
     }
 
@@ -192,7 +196,7 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
                 .map_err(st)?;
             if w == Write::Done {
                 tracing::info!("{node} claimed block {} of {}", blk.name, pool.range.cidr());
-                match allocate_in(store, conf, &blk, namespace, owner, choice, None).await {
+                match allocate_in(store, conf, &blk, namespace, owner, choice, None, turn).await {
                     Err(Error::Exhausted { .. }) => {}
                     other => return other,
                 }
@@ -208,7 +212,7 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
     let all = listed(store, namespace, pool, b, None, false)
         .await
         .map_err(st)?;
-    in_first_free(store, conf, pool, b, &all, namespace, owner, choice)
+    in_first_free(store, conf, pool, b, &all, namespace, owner, choice, turn)
         .await
         .unwrap_or_else(|| {
             Err(Error::Exhausted {
@@ -248,13 +252,15 @@ async fn in_first_free<S: PoolStore, P: Proposer>(
     namespace: &str,
     owner: &Owner,
     choice: Choice<'_, P>,
+    turn: &mut Option<Turn>,
 ) -> Option<Result<Lease, Error<P::Error>>> {
     for (i, p) in blocks {
         let blk = block(pool, b, *i);
         if !has_free(&blk, p) {
             continue;
         }
-        match allocate_in(store, conf, &blk, namespace, owner, choice, Some(p.clone())).await {
+        let seed = Some(p.clone());
+        match allocate_in(store, conf, &blk, namespace, owner, choice, seed, turn).await {
             Err(Error::Exhausted { .. }) => continue,
             other => return Some(other),
         }

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use super::turn::Turn;
 use super::{
     Choice, Error, IpamConf, Lease, Owner, PoolRef, PoolStore, PoolView, Proposal, Proposer, conf,
     range,
@@ -66,13 +67,16 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
     owner: &Owner,
     choice: Choice<'_, P>,
 ) -> Result<Lease, Error<P::Error>> {
-    let _turn = store.turn(namespace, &pool.name).await;
-    allocate_in(store, conf, pool, namespace, owner, choice, None).await
+    let mut turn = store.turn(namespace, &pool.name).await;
+    allocate_in(store, conf, pool, namespace, owner, choice, None, &mut turn).await
 }
 
-/// [`allocate`] without taking this node's turn at the pool: the caller holds one (a range in
-/// blocks takes the turn of the whole range, [`super::blocks`]). `seed`: the pool as the caller
-/// just read it, used instead of the first read.
+/// [`allocate`] without taking this node's turn at the pool: the caller holds `turn` (a range
+/// in blocks takes the turn of the whole range, [`super::blocks`]) and this gives it up as soon
+/// as the address is recorded in the pool — the reservation that follows writes no pool, and
+/// the node's next writer need not wait for it. `seed`: the pool as the caller just read it,
+/// used instead of the first read.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn allocate_in<S: PoolStore, P: Proposer>(
     store: &S,
     conf: &IpamConf,
@@ -81,6 +85,7 @@ pub(super) async fn allocate_in<S: PoolStore, P: Proposer>(
     owner: &Owner,
     choice: Choice<'_, P>,
     mut seed: Option<IPPool>,
+    turn: &mut Option<Turn>,
 ) -> Result<Lease, Error<P::Error>> {
     let store_err = Error::Store;
     let lease = |o: u64| Lease {
@@ -180,6 +185,8 @@ pub(super) async fn allocate_in<S: PoolStore, P: Proposer>(
             // Otherwise read again (a requested address then reports its holder).
             continue;
         }
+        // Recorded: the pool is written, and the turn was for writers of the pool.
+        drop(turn.take());
         if conf.overlapping {
             let ip = pool.range.address(offset).ip();
             if let Claim::Held(by) = claim(store, conf, namespace, ip, owner).await? {
@@ -516,6 +523,10 @@ pub(super) mod tests {
         lost: AtomicU32,
         inserts: AtomicU32,
         gets: AtomicU32,
+        /// Turns taken in this directory, as on a node (none when `None`).
+        turns: Option<tempfile::TempDir>,
+        /// Reservations written while the turn of their pool was held.
+        reserved_in_turn: AtomicU32,
     }
 
     impl FakeStore {
@@ -564,6 +575,10 @@ pub(super) mod tests {
     }
 
     impl PoolStore for FakeStore {
+        async fn turn(&self, namespace: &str, name: &str) -> Option<Turn> {
+            let dir = self.turns.as_ref()?;
+            crate::ipam::turn::take_in(dir.path(), namespace, name, Duration::from_secs(5)).await
+        }
         async fn get(&self, _: &str, name: &str) -> Result<Option<IPPool>, k8s::Error> {
             self.gets.fetch_add(1, Ordering::SeqCst);
             Ok(self.pools.lock().unwrap().get(name).cloned())
@@ -717,6 +732,19 @@ pub(super) mod tests {
             name: &str,
             spec: &OverlappingRangeIPReservationSpec,
         ) -> Result<Write, k8s::Error> {
+            if let Some(dir) = &self.turns {
+                let free = crate::ipam::turn::take_in(
+                    dir.path(),
+                    "kube-system",
+                    "10.0.0.0-24",
+                    Duration::ZERO,
+                )
+                .await
+                .is_some();
+                if !free {
+                    self.reserved_in_turn.fetch_add(1, Ordering::SeqCst);
+                }
+            }
             let mut orips = self.orips.lock().unwrap();
             if orips.contains_key(name) {
                 return Ok(Write::Changed);
@@ -770,6 +798,22 @@ pub(super) mod tests {
 
     async fn add(store: &FakeStore, c: &IpamConf, id: &str) -> Result<Lease, Error> {
         alloc_as(store, c, &owner(id), Choice::Proposed(&LowestFree)).await
+    }
+
+    /// The node's turn at a pool is for writers of the pool: the reservation after the record
+    /// is written without it, so the node's next writer does not wait for that request.
+    #[tokio::test]
+    async fn the_turn_is_given_up_once_the_address_is_recorded() {
+        let store = FakeStore {
+            turns: Some(tempfile::tempdir().unwrap()),
+            ..Default::default()
+        };
+        let c = conf("10.0.0.0/24");
+        assert!(c.overlapping, "reservations are on by default");
+        add(&store, &c, "a").await.unwrap();
+        add(&store, &c, "b").await.unwrap();
+        assert_eq!(store.orips.lock().unwrap().len(), 2);
+        assert_eq!(store.reserved_in_turn.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

@@ -40,7 +40,12 @@ pub async fn take(namespace: &str, name: &str) -> Option<Turn> {
     take_in(Path::new(TURN_DIR), namespace, name, TURN_WAIT).await
 }
 
-async fn take_in(dir: &Path, namespace: &str, name: &str, wait: Duration) -> Option<Turn> {
+pub(super) async fn take_in(
+    dir: &Path,
+    namespace: &str,
+    name: &str,
+    wait: Duration,
+) -> Option<Turn> {
     if let Err(e) = std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
