@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::guest::{self, Guests};
-use crate::k8s;
+use crate::{ipam, k8s};
 
 /// Process-lifetime state: the Wasm engines (with their compiled guests, linkers and worker
-/// threads) and the Kubernetes clients (each one connection pool), made on first use.
+/// threads), the Kubernetes clients (each one connection pool) and what this process last
+/// read and wrote of its node's IPAM blocks, made on first use.
 #[derive(Default)]
 pub struct Node {
     /// Serves one call only (exec mode): guest calls run on a thread of their own instead of a
@@ -24,6 +25,8 @@ pub struct Node {
     guests: Mutex<HashMap<(PathBuf, u64), Arc<Guests>>>,
     /// By kubeconfig path.
     clients: tokio::sync::Mutex<HashMap<PathBuf, k8s::Client>>,
+    /// By kubeconfig path (one cluster's blocks are not another's).
+    blocks: Mutex<HashMap<PathBuf, Arc<ipam::Blocks>>>,
 }
 
 impl Node {
@@ -69,5 +72,12 @@ impl Node {
         let c = k8s::Client::from_kubeconfig(kubeconfig).await?;
         map.insert(kubeconfig.to_path_buf(), c.clone());
         Ok(c)
+    }
+
+    /// This node's IPAM blocks in the cluster of `kubeconfig`, as this process last read and
+    /// wrote them ([`ipam::Cached`] puts them in front of that cluster's client).
+    pub fn blocks(&self, kubeconfig: &Path) -> Arc<ipam::Blocks> {
+        let mut map = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(kubeconfig.to_path_buf()).or_default().clone()
     }
 }

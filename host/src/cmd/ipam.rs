@@ -155,9 +155,11 @@ pub(super) async fn run(
     let owner = owner(req)?;
     match req.command {
         Command::Add => {
+            let blocks = node.blocks(kubeconfig);
+            let store = ipam::Cached::new(&kube, &blocks);
             let node = node_name();
             let leases =
-                ipam::allocate_all(&kube, ic, &ns, &owner, &node, &call.requested, &LowestFree)
+                ipam::allocate_all(&store, ic, &ns, &owner, &node, &call.requested, &LowestFree)
                     .await?;
             Ok(Some(ipam::result(ic, leases).to_version(&call.version)))
         }
@@ -167,7 +169,9 @@ pub(super) async fn run(
                 .iter()
                 .flat_map(|r| r.ips.iter().map(|i| i.address.ip()))
                 .collect();
-            ipam::release_all(&kube, ic, &ns, &owner, &node_name(), &hints).await?;
+            let blocks = node.blocks(kubeconfig);
+            let store = ipam::Cached::new(&kube, &blocks);
+            ipam::release_all(&store, ic, &ns, &owner, &node_name(), &hints).await?;
             Ok(None)
         }
         Command::Check => {

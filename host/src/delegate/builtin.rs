@@ -427,11 +427,13 @@ async fn allocate_in_process(
     requested: &[IpAddr],
     ifname: &str,
 ) -> Result<Vec<ipam::Lease>, Error> {
-    let kube = kube(call, network)?;
+    let blocks = call.node.blocks(&call.conf.kubeconfig);
+    let store = ipam::Cached::new(kube(call, network)?, &blocks);
+    let store = &store;
     let owner = owner(call, ifname);
     let ns = &call.conf.ipam_namespace;
     let node = &call.node_name;
-    let lowest_free = || ipam::allocate_all(kube, ic, ns, &owner, node, requested, &LowestFree);
+    let lowest_free = || ipam::allocate_all(store, ic, ns, &owner, node, requested, &LowestFree);
     if ipam::all_requested(ic, requested)? {
         return lowest_free().await.map_err(Error::from); // no range asks the policy
     }
@@ -444,7 +446,7 @@ async fn allocate_in_process(
             container_id: call.container_id.clone(),
         };
         let policy = Policy::new(call.guests()?, guest, req);
-        ipam::allocate_all(kube, ic, ns, &owner, node, requested, &policy)
+        ipam::allocate_all(store, ic, ns, &owner, node, requested, &policy)
             .await
             .map_err(Error::Ipam)
     }
@@ -481,7 +483,8 @@ async fn release(
             .await
             .map(drop),
         Ipam::InProcess(ic) => {
-            let kube = kube(call, network)?;
+            let blocks = call.node.blocks(&call.conf.kubeconfig);
+            let store = ipam::Cached::new(kube(call, network)?, &blocks);
             // The addresses the result reported (DEL's prevResult): a range in blocks finds
             // the block of each directly.
             let hints: Vec<IpAddr> = conf
@@ -498,7 +501,7 @@ async fn release(
                 .map(|a| a.ip())
                 .collect();
             ipam::release_all(
-                kube,
+                &store,
                 ic,
                 &call.conf.ipam_namespace,
                 &owner(call, ifname),

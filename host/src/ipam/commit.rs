@@ -527,6 +527,8 @@ pub(super) mod tests {
         turns: Option<tempfile::TempDir>,
         /// Reservations written while the turn of their pool was held.
         reserved_in_turn: AtomicU32,
+        /// Reads of one node's blocks.
+        pub(in crate::ipam) node_lists: AtomicU32,
     }
 
     impl FakeStore {
@@ -538,6 +540,14 @@ pub(super) mod tests {
             name: &str,
         ) -> Option<OverlappingRangeIPReservationSpec> {
             self.orips.lock().unwrap().get(name).map(|r| r.spec.clone())
+        }
+        /// Record `a` at `offset` of pool `name` as another process would (no cache sees it).
+        pub(in crate::ipam) fn record_elsewhere(&self, name: &str, offset: u64, a: IpAllocation) {
+            let v = self.next();
+            let mut pools = self.pools.lock().unwrap();
+            let p = pools.get_mut(name).unwrap();
+            p.spec.allocations.insert(offset.to_string(), a);
+            p.metadata.resource_version = Some(v);
         }
         fn next(&self) -> String {
             (self.version.fetch_add(1, Ordering::SeqCst) + 1).to_string()
@@ -676,6 +686,9 @@ pub(super) mod tests {
             node: Option<&str>,
             _fresh: bool,
         ) -> Result<Vec<IPPool>, k8s::Error> {
+            if node.is_some() {
+                self.node_lists.fetch_add(1, Ordering::SeqCst);
+            }
             let of =
                 |p: &IPPool, k: &str| p.metadata.labels.as_ref().and_then(|l| l.get(k).cloned());
             Ok(self

@@ -7,6 +7,7 @@
 
 mod audit;
 mod blocks;
+mod cache;
 mod choose;
 mod commit;
 mod conf;
@@ -23,6 +24,7 @@ use std::net::IpAddr;
 use crate::k8s::{self, IpAllocation};
 
 pub use audit::{Recorded, names_address, recorded};
+pub use cache::{Blocks, Cached};
 pub use choose::{Choice, LowestFree, Proposal, Proposer};
 pub use commit::{MAX_ATTEMPTS, allocate, holder, release};
 pub use conf::{IpamConf, PoolRef};
