@@ -12,6 +12,8 @@
 #     within the shim's wait; with it killed (a stale socket) DEL and ADD run in-process;
 #   - /metrics (--metrics) counts what it served by verb and code, and its declines, as its log
 #     says; /healthz and /readyz answer while it runs;
+#   - killed mid-burst (SIGKILL): each ADD succeeds or answers code 11, each DEL then succeeds
+#     in-process, and no link, entry or reservation is left;
 #   - SIGTERM: the daemon removes its socket and exits 0; nothing is left in the pool.
 source "$(dirname "$0")/lib.sh"
 
@@ -147,6 +149,34 @@ check "a killed daemon leaves its socket" test -S "$SOCK"
 new_netns wcni-dmn-k; make_pod dmn-k dmn-net
 check "ADD with the daemon dead runs in-process" cni add wcni-dmn-k dmn-k
 check "DEL with the daemon dead runs in-process" cni del wcni-dmn-k dmn-k
+
+# Killed mid-burst: every ADD answers (served, or code 11 from a shim whose daemon died with
+# its call), every DEL then succeeds in-process, and nothing is left (checked at the end).
+check "a daemon for a burst" start_daemon
+kb=(dmn-m0 dmn-m1 dmn-m2 dmn-m3 dmn-m4 dmn-m5 dmn-m6 dmn-m7 dmn-m8 dmn-m9)
+for p in "${kb[@]}"; do new_netns wcni-$p; make_pod $p dmn-net; done
+defer "kc delete pod ${kb[*]} --wait=false --ignore-not-found"
+n=$(served ADD)
+for p in "${kb[@]}"; do ( cni add wcni-$p $p >"$WORK/$p.out" 2>&1; echo $? > "$WORK/$p.rc" ) & done
+for _ in $(seq 200); do (($(served ADD) > n)) && break; sleep 0.05; done
+kill -9 $DPID; wait $DPID 2>/dev/null
+in_daemon=$(( $(served ADD) - n ))
+wait_kb() { for _ in $(seq 600); do [[ $(ls "$WORK"/dmn-m*.rc 2>/dev/null | wc -l) == 10 ]] && return 0; sleep 0.1; done; return 1; }
+check "every ADD of the burst answers" wait_kb
+ok=0; retry=0
+for p in "${kb[@]}"; do
+    case $(cat "$WORK/$p.rc") in
+        0) ok=$((ok + 1)) ;;
+        *) grep -q 'node daemon did not answer' "$WORK/$p.out" && retry=$((retry + 1)) ;;
+    esac
+done
+log "killed mid-burst: $in_daemon ADDs served before the kill, $ok of 10 succeeded, $retry answered code 11 (the daemon died with them)"
+check_eq "…each either succeeded or answered the daemon's death (code 11, retryable)" 10 $((ok + retry))
+check "…and some were taken by the daemon when it died" test "$retry" -ge 1
+dels=0; for p in "${kb[@]}"; do cni del wcni-$p $p >/dev/null 2>&1 && dels=$((dels + 1)); done
+check_eq "every DEL succeeds (in-process: the socket is stale)" 10 "$dels"
+left=$(for p in "${kb[@]}"; do ip -n wcni-$p -o link show 2>/dev/null | grep -v ' lo:'; done)
+check_empty "…and no link is left in the burst's namespaces" "$left"
 
 # SIGTERM: the socket goes, the daemon exits 0.
 check "a daemon restarts over the stale socket" start_daemon

@@ -113,8 +113,8 @@ pub fn forward(socket: &Path, env: &[(String, String)], stdin: &[u8]) -> Outcome
                 Code::TryAgainLater,
                 "the node daemon did not answer",
                 format!(
-                    "{} took the call and gave no answer within {wait:?} ({e}); the runtime retries; \
-                     see the daemon's log",
+                    "{} took the call and gave no answer ({e}; waited {wait:?} at most): it may \
+                     have died with it; the runtime retries; see the daemon's log",
                     socket.display()
                 ),
             );
