@@ -64,7 +64,7 @@ class Bench:
             d = "%s/daemons/%s" % (self.a.work, n)
             os.makedirs(d, mode=0o700, exist_ok=True)
             sock = d + "/daemon.sock"
-            env = {"NODENAME": n, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "WASMCNI_LOG": "warn"}
+            env = {"NODENAME": n, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "WASMCNI_LOG": os.environ.get("BENCH_DAEMON_LOG", "warn")}
             log = open(d + "/log", "ab")
             p = subprocess.Popen(["%s/wasmcni/whereabouts" % self.a.work, "daemon", "--socket", sock],
                                  env=env, stdout=log, stderr=log)

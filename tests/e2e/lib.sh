@@ -61,6 +61,14 @@ new_netns() {
     defer "ip netns del $1"
 }
 
+# The cluster network's bridge, made once per node namespace with a MAC of its own. A bridge
+# the plugin makes takes the lowest MAC of its ports, so it changes as pods join, and the
+# bridge plugin's CHECK of an earlier pod then fails ("Bridge interface cni0 Mac doesn't
+# match": seen when 014's 12 concurrent ADDs made cni0).
+if ! ip link show cni0 >/dev/null 2>&1; then
+    ip link add cni0 type bridge 2>/dev/null && ip link set cni0 address 02:00:00:0c:00:01 && ip link set cni0 up
+fi
+
 # The node's primary conflist: wasmcni with a bridge + host-local cluster network.
 # write_wasmcni_conf [CNI_VERSION] [EXTRA_JSON_FIELDS]
 write_wasmcni_conf() {
