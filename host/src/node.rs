@@ -78,6 +78,8 @@ impl Node {
     /// wrote them ([`ipam::Cached`] puts them in front of that cluster's client).
     pub fn blocks(&self, kubeconfig: &Path) -> Arc<ipam::Blocks> {
         let mut map = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(kubeconfig.to_path_buf()).or_default().clone()
+        map.entry(kubeconfig.to_path_buf())
+            .or_insert_with(|| Arc::new(ipam::Blocks::new(!self.one_call)))
+            .clone()
     }
 }

@@ -72,10 +72,10 @@ pub async fn allocate<S: PoolStore, P: Proposer>(
 }
 
 /// [`allocate`] without taking this node's turn at the pool: the caller holds `turn` (a range
-/// in blocks takes the turn of the whole range, [`super::blocks`]) and this gives it up as soon
-/// as the address is recorded in the pool — the reservation that follows writes no pool, and
-/// the node's next writer need not wait for it. `seed`: the pool as the caller just read it,
-/// used instead of the first read.
+/// in blocks takes the turn of the whole range, [`super::blocks`]) and, when the store sees its
+/// own writes, this gives it up as soon as the address is recorded in the pool — the
+/// reservation that follows writes no pool, and the node's next writer need not wait for it.
+/// `seed`: the pool as the caller just read it, used instead of the first read.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn allocate_in<S: PoolStore, P: Proposer>(
     store: &S,
@@ -185,8 +185,11 @@ pub(super) async fn allocate_in<S: PoolStore, P: Proposer>(
             // Otherwise read again (a requested address then reports its holder).
             continue;
         }
-        // Recorded: the pool is written, and the turn was for writers of the pool.
-        drop(turn.take());
+        // Recorded: the pool is written, and the turn was for writers of the pool — if the next
+        // one will see this record (PoolStore::sees_own_writes).
+        if store.sees_own_writes() {
+            drop(turn.take());
+        }
         if conf.overlapping {
             let ip = pool.range.address(offset).ip();
             if let Claim::Held(by) = claim(store, conf, namespace, ip, owner).await? {
@@ -521,7 +524,7 @@ pub(super) mod tests {
         version: AtomicU32,
         steal: AtomicU32,
         lost: AtomicU32,
-        inserts: AtomicU32,
+        pub(in crate::ipam) inserts: AtomicU32,
         gets: AtomicU32,
         /// Turns taken in this directory, as on a node (none when `None`).
         turns: Option<tempfile::TempDir>,
@@ -585,6 +588,10 @@ pub(super) mod tests {
     }
 
     impl PoolStore for FakeStore {
+        /// Every read is of the store itself.
+        fn sees_own_writes(&self) -> bool {
+            true
+        }
         async fn turn(&self, namespace: &str, name: &str) -> Option<Turn> {
             let dir = self.turns.as_ref()?;
             crate::ipam::turn::take_in(dir.path(), namespace, name, Duration::from_secs(5)).await
@@ -653,6 +660,8 @@ pub(super) mod tests {
                 return Ok(Write::Changed);
             }
             p.spec.allocations.remove(&key);
+            // Every write of an object gives it a new resourceVersion, as on the API server.
+            p.metadata.resource_version = Some(self.next());
             Ok(Write::Done)
         }
         async fn rehome(
@@ -674,6 +683,10 @@ pub(super) mod tests {
                 return Ok(Write::Changed);
             }
             a.id = to.into();
+            let v = self.next();
+            if let Some(p) = pools.get_mut(name) {
+                p.metadata.resource_version = Some(v);
+            }
             Ok(Write::Done)
         }
         async fn list(&self, _: &str) -> Result<Vec<IPPool>, k8s::Error> {
