@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/bench/cni.sh [-n N] [--warmup W] [--runs R] — ADD, DEL and VERSION latency of wasmcni in
-# exec mode against the reference macvlan + host-local plugins, on the same inputs, interleaved
-# round-robin in one run. A benchmark, not a test: nothing here asserts a time.
+# exec mode and in thick mode (through a `wasmcni daemon` it starts) against the reference
+# macvlan + host-local plugins, on the same inputs, interleaved round-robin in one run. A benchmark, not a test: nothing here asserts a time.
 #
 # Like the e2e tier it makes a "node" network namespace, starts the throwaway control plane on
 # that namespace's loopback (tests/cluster/with-cluster.sh), uses a veth there as the macvlan
@@ -44,6 +44,7 @@ NETNS=()
 # shellcheck disable=SC2317  # invoked by trap
 cleanup() {
     local n
+    [[ -n ${DAEMON:-} ]] && kill -9 "$DAEMON" 2>/dev/null
     for n in "${NETNS[@]}"; do ip netns del "$n" 2>/dev/null; done
     ip link del bench0 2>/dev/null
     rm -rf "$WORK"
@@ -61,7 +62,7 @@ ip link add bench0 type veth peer name bench0p && ip link set bench0 up && ip li
 
 # One pod namespace per case (a case's ADD and DEL leave it as they found it).
 declare -A NS
-for c in ref_one w_one_rt w_one_get ref_two w_two_rt w_two_get; do
+for c in ref_one w_one_rt w_one_get ref_two w_two_rt w_two_get d_one_rt d_two_rt d_two_get; do
     n=wcnib-$$-${c//_/-}
     ip netns del "$n" 2>/dev/null; rm -f "/var/run/netns/$n"
     ip netns add "$n" && ip -n "$n" link set lo up || exit 1
@@ -93,28 +94,43 @@ JSON
 
 # The extra network of the Multus-shaped case: the seed's NAD shape (macvlan, whereabouts IPAM).
 apply_nad bench-extra '{"cniVersion":"0.3.1","plugins":[{"type":"macvlan","master":"bench0","mode":"bridge","ipam":{"type":"whereabouts","range":"172.16.20.0/24"}}]}' || exit 1
-for p in w-one-rt w-one-get; do make_pod "bench-$p" "" || exit 1; done
-for p in w-two-rt w-two-get; do make_pod "bench-$p" "default/bench-extra" || exit 1; done
+for p in w-one-rt w-one-get d-one-rt; do make_pod "bench-$p" "" || exit 1; done
+for p in w-two-rt w-two-get d-two-rt d-two-get; do make_pod "bench-$p" "default/bench-extra" || exit 1; done
+
+# The node daemon for the thick-mode cases (the others set WASMCNI_DAEMON_SOCKET empty).
+mkdir -p -m 0700 "$WORK/daemon"
+WASMCNI_LOG=warn NODENAME=node-1 "$WORK/bin/wasmcni" daemon --socket "$WORK/daemon/daemon.sock" \
+    >"$WORK/daemon/log" 2>&1 &
+DAEMON=$!
+for _ in $(seq 100); do grep -q "daemon serving on" "$WORK/daemon/log" && break; sleep 0.1; done
+grep -q "daemon serving on" "$WORK/daemon/log" || { echo "cni.sh: the daemon did not start:" >&2; cat "$WORK/daemon/log" >&2; exit 1; }
 
 jq -n --arg work "$WORK" --arg cni_path "$WORK/bin" \
     --slurpfile ref "$WORK/cluster.conflist" --slurpfile net1 "$WORK/net1.conflist" \
     --slurpfile w "$WORK/00-wasmcni.conflist" \
     --arg ns_ref_one "${NS[ref_one]}" --arg ns_w_one_rt "${NS[w_one_rt]}" --arg ns_w_one_get "${NS[w_one_get]}" \
     --arg ns_ref_two "${NS[ref_two]}" --arg ns_w_two_rt "${NS[w_two_rt]}" --arg ns_w_two_get "${NS[w_two_get]}" \
+    --arg ns_d_one_rt "${NS[d_one_rt]}" --arg ns_d_two_rt "${NS[d_two_rt]}" --arg ns_d_two_get "${NS[d_two_get]}" \
+    --arg daemon_socket "$WORK/daemon/daemon.sock" \
     --arg machine "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" \
-    '{work: $work, cni_path: $cni_path, machine: $machine,
+    '{work: $work, cni_path: $cni_path, machine: $machine, daemon_socket: $daemon_socket,
       ref_conflist: $ref[0], ref_net1_conflist: $net1[0], wasmcni_conflist: $w[0],
       extra_nad: "default/bench-extra",
       netns: {ref_one: ("/var/run/netns/" + $ns_ref_one), w_one_rt: ("/var/run/netns/" + $ns_w_one_rt),
               w_one_get: ("/var/run/netns/" + $ns_w_one_get), ref_two: ("/var/run/netns/" + $ns_ref_two),
-              w_two_rt: ("/var/run/netns/" + $ns_w_two_rt), w_two_get: ("/var/run/netns/" + $ns_w_two_get)},
+              w_two_rt: ("/var/run/netns/" + $ns_w_two_rt), w_two_get: ("/var/run/netns/" + $ns_w_two_get),
+              d_one_rt: ("/var/run/netns/" + $ns_d_one_rt), d_two_rt: ("/var/run/netns/" + $ns_d_two_rt),
+              d_two_get: ("/var/run/netns/" + $ns_d_two_get)},
       pods: {ref_one: "bench-ref-one", w_one_rt: "bench-w-one-rt", w_one_get: "bench-w-one-get",
-             ref_two: "bench-ref-two", w_two_rt: "bench-w-two-rt", w_two_get: "bench-w-two-get"}}' \
+             ref_two: "bench-ref-two", w_two_rt: "bench-w-two-rt", w_two_get: "bench-w-two-get",
+             d_one_rt: "bench-d-one-rt", d_two_rt: "bench-d-two-rt", d_two_get: "bench-d-two-get"}}' \
     > "$WORK/setup.json" || exit 1
 
 "$PYTHON" "$HERE/cni_driver.py" --setup "$WORK/setup.json" --command "$BENCH_CMD" \
     ${CNI_BENCH_RAW:+--raw "$CNI_BENCH_RAW"} ${CNI_BENCH_PROFILE:+--profile "$CNI_BENCH_PROFILE"} "$@"
 rc=$?
+kill -TERM $DAEMON; wait $DAEMON 2>/dev/null
+grep -E "ERROR|WARN" "$WORK/daemon/log" | grep -v "serving on\|stopping" | head -5 >&2
 
 # Every ADD was undone: nothing may be left (links in pod namespaces, addresses, cache).
 left=""

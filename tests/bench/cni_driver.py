@@ -37,8 +37,10 @@ class Runner:
         os.makedirs(self.tmp, exist_ok=True)
         self.base_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 
-    def exec_plugin(self, plugin, command, conf, netns="", ifname="eth0", cid="", pod=None):
-        """One CNI call: returns (ns, exit status, stdout bytes, stderr bytes)."""
+    def exec_plugin(self, plugin, command, conf, netns="", ifname="eth0", cid="", pod=None,
+                    daemon=False):
+        """One CNI call: returns (ns, exit status, stdout bytes, stderr bytes). daemon: wasmcni
+        forwards the call to the node daemon (thick mode); otherwise it runs it itself."""
         env = dict(self.base_env)
         env.update({
             "CNI_COMMAND": command,
@@ -48,6 +50,7 @@ class Runner:
             "CNI_PATH": self.s["cni_path"],
         })
         if plugin == "wasmcni":
+            env["WASMCNI_DAEMON_SOCKET"] = self.s["daemon_socket"] if daemon else ""
             env.update(self.extra_env)
         env["CNI_ARGS"] = ""      # libcni sets every CNI_* variable, empty when unused
         if pod:
@@ -82,12 +85,12 @@ class Runner:
             raise CallFailed(plugin, command, rc, out, err, kw)
         return ns, out
 
-    def undo(self, plugin, ifaces, netns, cid, pod, conf_of):
+    def undo(self, plugin, ifaces, netns, cid, pod, conf_of, daemon=False):
         """Untimed DELs (last interface first) after a failed call, errors ignored: what a
         runtime does before it retries."""
         for ifname, conflist in reversed(ifaces):
             self.exec_plugin(plugin, "DEL", conf_of(conflist), netns=netns, ifname=ifname,
-                             cid=cid, pod=pod)
+                             cid=cid, pod=pod, daemon=daemon)
 
 
 class CallFailed(Exception):
@@ -177,25 +180,25 @@ def build_cases(s):
             r.undo("macvlan", ifaces, netns, "bench-%s-%d" % (pod, i), pod, libcni_conf)
         return run, undo
 
-    def wasmcni(netns, pod, annotations):
+    def wasmcni(netns, pod, annotations, daemon=False):
         """wasmcni, first and only plugin of the node's conflist. annotations: the pod's
         annotations passed by the runtime (capability io.kubernetes.cri.pod-annotations), or
-        None: the runtime does not pass them and wasmcni GETs the pod."""
+        None: the runtime does not pass them and wasmcni GETs the pod. daemon: thick mode."""
         def run(r, i):
             cid = "bench-%s-%d" % (pod, i)
             rc = None if annotations is None else {"io.kubernetes.cri.pod-annotations": annotations}
             ns_add, out = r.call("wasmcni", "ADD", libcni_conf(wasm_list, runtime_config=rc),
-                                 netns=netns, cid=cid, pod=pod)
+                                 netns=netns, cid=cid, pod=pod, daemon=daemon)
             res = json.loads(out)
             ns_del, _ = r.call("wasmcni", "DEL",
                                libcni_conf(wasm_list, runtime_config=rc, prev_result=res),
-                               netns=netns, cid=cid, pod=pod)
+                               netns=netns, cid=cid, pod=pod, daemon=daemon)
             return {"ADD": ns_add, "DEL": ns_del}
 
         def undo(r, i):
             rc = None if annotations is None else {"io.kubernetes.cri.pod-annotations": annotations}
             r.undo("wasmcni", [("eth0", wasm_list)], netns, "bench-%s-%d" % (pod, i), pod,
-                   lambda c: libcni_conf(c, runtime_config=rc))
+                   lambda c: libcni_conf(c, runtime_config=rc), daemon=daemon)
         return run, undo
 
     p = s["pods"]
@@ -207,6 +210,13 @@ def build_cases(s):
     cases.append(Case("wasmcni.two.rt", *wasmcni(s["netns"]["w_two_rt"], p["w_two_rt"],
                                                  {"k8s.v1.cni.cncf.io/networks": s["extra_nad"]})))
     cases.append(Case("wasmcni.two.get", *wasmcni(s["netns"]["w_two_get"], p["w_two_get"], None)))
+    # The same calls through the node daemon (the exec'd wasmcni forwards them).
+    cases.append(Case("daemon.one.rt", *wasmcni(s["netns"]["d_one_rt"], p["d_one_rt"], {}, True)))
+    cases.append(Case("daemon.two.rt", *wasmcni(s["netns"]["d_two_rt"], p["d_two_rt"],
+                                                {"k8s.v1.cni.cncf.io/networks": s["extra_nad"]},
+                                                True)))
+    cases.append(Case("daemon.two.get", *wasmcni(s["netns"]["d_two_get"], p["d_two_get"], None,
+                                                 True)))
 
     def floor(r, i):
         """The harness' own cost: spawn + exit of a trivial static-ish program."""
@@ -272,6 +282,14 @@ ROWS = [
     ("DEL: the same", "ref.two", "wasmcni.two.rt", "DEL"),
     ("ADD: the same; wasmcni GETs the pod", "ref.two", "wasmcni.two.get", "ADD"),
     ("DEL: the same", "ref.two", "wasmcni.two.get", "DEL"),
+    ("thick mode — ADD: eth0, annotations from the runtime, through the node daemon",
+     "ref.one", "daemon.one.rt", "ADD"),
+    ("DEL: the same", "ref.one", "daemon.one.rt", "DEL"),
+    ("thick mode — ADD: eth0 + net1, annotations from the runtime, through the node daemon",
+     "ref.two", "daemon.two.rt", "ADD"),
+    ("DEL: the same", "ref.two", "daemon.two.rt", "DEL"),
+    ("thick mode — ADD: eth0 + net1, the daemon GETs the pod", "ref.two", "daemon.two.get", "ADD"),
+    ("DEL: the same", "ref.two", "daemon.two.get", "DEL"),
 ]
 
 
@@ -280,7 +298,7 @@ def ms(ns):
 
 
 def table(res):
-    out = ["| operation (exec mode) | reference median / p90 | wasmcni median / p90 | ratio (median) |",
+    out = ["| operation (exec mode unless thick) | reference median / p90 | wasmcni median / p90 | ratio (median) |",
            "|---|---|---|---|"]
     for label, ref, wasm, op in ROWS:
         a, b = res[ref][op], res[wasm][op]
