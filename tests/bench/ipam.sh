@@ -14,6 +14,8 @@
 # sequential ADD+DEL on a /16 that already holds T entries, for each T (default 0,10000,60000).
 # Each tool has its own /16 so they never meet; the order of the tools alternates per run.
 # --tools picks a subset (wasmcni,wasmcni-blocks,whereabouts,wasmcni-daemon).
+# BENCH_DAEMON_LOG=info runs the daemons at info level and prints, at the end, how many of
+# their conditional writes lost to a record made first.
 #
 # Needs root (a node network namespace with the throwaway control plane on its loopback, as the
 # e2e tier), tests/setup.sh's tools and peers, and a release build:

@@ -82,6 +82,17 @@ class Bench:
             p.terminate()
         for p, _ in self.daemons.values():
             p.wait(timeout=60)
+        # At info level the daemons log each lost write and each call served: the count of
+        # conditional writes that lost to a record made first.
+        if self.daemons and os.environ.get("BENCH_DAEMON_LOG", "warn") in ("info", "debug", "trace"):
+            lost = served = 0
+            for n in self.daemons:
+                with open("%s/daemons/%s/log" % (self.a.work, n), errors="replace") as f:
+                    for line in f:
+                        lost += "went to another writer" in line
+                        served += "served ADD" in line
+            print("daemons: %d writes lost to a record made first, in %d ADDs served" % (lost, served),
+                  file=sys.stderr, flush=True)
 
     def conf(self, tool):
         d, cidr, block = TOOLS[tool]

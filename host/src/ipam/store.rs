@@ -128,7 +128,8 @@ pub trait PoolStore: Sync {
     /// keeps of its own writes ([`super::Cached`] in a daemon) does. A writer that sees its own
     /// writes gives up its turn at a pool as soon as its address is recorded; one that does not
     /// keeps it through the reservation, which gives the watch cache the time to catch up
-    /// (measured: 1000 ADDs from exec'd processes at 50-way, 83/s keeping it, 64/s not).
+    /// (measured through node daemons without the view, the turn given up early: 266 of 1000
+    /// ADDs lost a write to the record before theirs; tests/bench/ipam.sh prints the count).
     fn sees_own_writes(&self) -> bool {
         false
     }
