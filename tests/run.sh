@@ -8,6 +8,8 @@
 #          driven by cnitool; ipvlan in the kernel VM when this kernel lacks it
 #   T5     tests/faults/chaos.sh: SIGKILLed plugin processes, an apiserver SIGKILL + restart, a
 #          lost node, then the runtime's retries and the reconciler; prints what it counted
+#   T6     tests/node/run.sh: a real node (kubelet, Debian's containerd + runc) on the same kind of
+#          control plane; pods applied with kubectl reach wasmcni through the runtime
 # Ends with one line "tests: N passed, N failed" and exits non-zero on any failure.
 set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -57,11 +59,16 @@ bash tests/e2e/run.sh tests/faults/chaos.sh 2>&1 | tee "$LOG/faults.log"
 read -r p f < <(sed -n 's/^e2e: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$LOG/faults.log" | tail -n1)
 tier "T5 faults (kills, restart, lost node)" "${p:-0}" "${f:-1}" $(( $(now) - t ))
 
+t=$(now)
+bash tests/node/run.sh 2>&1 | tee "$LOG/node.log"
+read -r p f < <(sed -n 's/^node: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$LOG/node.log" | tail -n1)
+tier "T6 real node (kubelet, containerd)" "${p:-0}" "${f:-1}" $(( $(now) - t ))
+
 echo
 echo "=== summary"
 printf '%s\n' "${summary[@]}"
 grep -h '^faults:' "$LOG/faults.log" 2>/dev/null
-grep -h '^  FAIL' "$LOG/e2e.log" "$LOG/faults.log" 2>/dev/null
+grep -h '^  FAIL' "$LOG/e2e.log" "$LOG/faults.log" "$LOG/node.log" 2>/dev/null
 rm -rf "$LOG"
 echo "tests: $passed passed, $failed failed"
 [[ $failed == 0 ]]

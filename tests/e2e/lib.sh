@@ -11,7 +11,8 @@
 set -uo pipefail
 : "${REPO:?}" "${TOOLS:?}" "${KUBECTL:?}" "${WASMCNI:?}" "${E2E_RESULTS:?}"
 
-SCENARIO=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
+# the scenario: the outermost script (a tier's own lib.sh may source this one)
+SCENARIO=$(basename "${BASH_SOURCE[-1]:-$0}" .sh)
 WORK=$(mktemp -d "/tmp/wasmcni-e2e.$SCENARIO.XXXXXX")
 CNI_BIN="$WORK/bin"            # CNI_PATH: wasmcni + the reference plugins
 NETDIR="$WORK/net.d"           # NETCONFPATH for cnitool

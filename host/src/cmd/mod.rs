@@ -158,6 +158,16 @@ async fn verb(
     conf: PluginConf,
     stdin: &[u8],
 ) -> Result<Option<Value>, Error> {
+    // One line per call the runtime made, whatever it did: which verbs a runtime sends
+    // (containerd 1.6 sends ADD and DEL only) is read off it.
+    tracing::info!(
+        "CNI {} container {} ifname {} config {} at {}",
+        req.command.as_str(),
+        req.container_id,
+        req.ifname,
+        conf.name,
+        conf.cni_version
+    );
     match req.command {
         Command::Add => add::add(node, req, conf).await.map(Some),
         Command::Del => del::del(node, req, conf).await.map(|()| None),
