@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # tests/node/down.sh NODE_DIR — stop the node tests/node/up.sh started so that nothing of it
-# survives, in order: the kubelet first (so nothing restarts what is being removed), then any
-# container containerd still runs (killed: a crash or a test left it; an orderly end deletes the
-# node's pods first, so the kubelet stops their sandboxes and CNI DEL runs), containerd, its
-# shims, the pod network namespaces it made, and mounts under NODE_DIR. Prints what it had to
-# force ("forced: N container(s)"). Safe to run twice, or after the processes died. Keeps the
-# logs in NODE_DIR.
+# survives, in order: the controllers and the kubelet first (so nothing restarts what is being
+# removed), then any container containerd still runs (killed: a crash or a test left it; an
+# orderly end deletes the node's pods first, so the kubelet stops their sandboxes and CNI DEL
+# runs), containerd, its shims, the pod network namespaces it made, and mounts under NODE_DIR.
+# Prints what it had to force ("forced: N container(s)"). Safe to run twice, or after the
+# processes died. Keeps the logs in NODE_DIR.
 set -uo pipefail
 [[ $# -eq 1 ]] || { echo "usage: $0 NODE_DIR" >&2; exit 2; }
 [[ -d $1 ]] || { echo "node/down.sh: $1: no such dir, nothing to stop" >&2; exit 0; }
@@ -27,6 +27,8 @@ stop() { # stop NAME: SIGTERM the pid in NAME.pid, SIGKILL after 20 s
     rm -f "$f"
 }
 
+stop kube-controller-manager   # nothing recreates a DaemonSet's pods
+stop kube-scheduler
 stop kubelet
 
 # Containers still there: kill their tasks, and remember the network namespaces of the sandboxes

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tests/node/up.sh NODE_DIR — start a real Kubernetes node in the current network namespace:
-# containerd + runc (Debian's), a kubelet (tests/tools/node, the pinned k8s.io/kubernetes),
+# containerd + runc (Debian's), a kubelet, the scheduler and the controller manager
+# (tests/tools/node, the pinned k8s.io/kubernetes),
 # the locally built pause image, CNI conf and bin dirs of its own. Pods applied with kubectl
 # reach the CNI plugin through kubelet → CRI → containerd → libcni, as on a real node.
 #
@@ -42,7 +43,7 @@ on_exit() {
     local rc=$?
     if [[ $rc -ne 0 ]]; then
         log "failed (exit $rc); stopping what was started; logs in $D"
-        for f in containerd kubelet; do [[ -f $D/$f.log ]] && { log "---- $f.log"; tail -n 30 "$D/$f.log" >&2; }; done
+        for f in containerd kubelet kube-controller-manager kube-scheduler; do [[ -f $D/$f.log ]] && { log "---- $f.log"; tail -n 30 "$D/$f.log" >&2; }; done
         "$HERE/down.sh" "$D" >&2 || true
     fi
 }
@@ -117,6 +118,20 @@ python3 "$REPO/deploy/oci-image.py" "$D/pause.tar" "$PAUSE_IMAGE" \
     --add "$NODE_BIN/pause=/pause" --entrypoint '["/pause"]' >&2
 "${CTR[@]}" images import "$D/pause.tar" >&2
 
+# ---------------------------------------------------------------- scheduler, controllers
+# So that what an admin applies works unchanged: a DaemonSet gets its pods (daemonset
+# controller, then the scheduler binds them), namespaces get their ServiceAccounts and the
+# kube-root-ca.crt ConfigMap, a new node loses its not-ready taint. Admin credentials: this is a
+# test control plane, and neither runs on a node of a real cluster.
+for c in kube-controller-manager kube-scheduler; do
+    extra=()
+    [[ $c == kube-controller-manager ]] && extra=(--root-ca-file "$CLUSTER_STATE_DIR/pki/ca.crt" --controllers '*')
+    log "starting $c"
+    setsid "$NODE_BIN/$c" --kubeconfig "$KUBECONFIG" --leader-elect=false --secure-port=0 "${extra[@]}" --v=1 \
+        >>"$D/$c.log" 2>&1 </dev/null &
+    echo $! >"$D/$c.pid"
+done
+
 # ---------------------------------------------------------------- kubelet
 K=$D/kubelet
 mkdir -p "$K/pki" "$D/pod-logs"
@@ -175,7 +190,9 @@ setsid "$NODE_BIN/kubelet" --config "$K/config.yaml" "${KCFG[@]}" --root-dir "$K
 echo $! >"$D/kubelet.pid"
 for _ in $(seq 1 "$TIMEOUT"); do
     [[ $("$KUBECTL" get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]] && break
-    kill -0 "$(cat "$D/kubelet.pid")" 2>/dev/null || die "kubelet exited"
+    for c in kubelet kube-controller-manager kube-scheduler; do
+        kill -0 "$(cat "$D/$c.pid")" 2>/dev/null || die "$c exited"
+    done
     sleep 1
 done
 [[ $("$KUBECTL" get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}') == True ]] ||
