@@ -6,7 +6,8 @@
 //!   NetworkAttachmentDefinitions name the guest (printed, or applied);
 //! - `wasmcni guest test FILE …` — run a policy offline against a sample pod and pool;
 //! - `wasmcni reconcile --kubeconfig K` — the IPAM reconciler (one leader per cluster, by Lease);
-//! - `wasmcni daemon` — the node daemon (thick mode): serves the node's CNI calls on a socket.
+//! - `wasmcni daemon` — the node daemon (thick mode): serves the node's CNI calls on a socket;
+//! - `wasmcni install` / `uninstall` — put wasmcni on a node and take it off (the DaemonSet).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -44,6 +45,81 @@ enum Cmd {
     /// The node daemon (thick mode): serves this node's CNI calls on a root-only unix socket,
     /// which `wasmcni` exec'd by the runtime forwards to (run in the DaemonSet).
     Daemon(DaemonArgs),
+    /// Install wasmcni on this node: the binary into the CNI bin dir, the identity (the pod's
+    /// ServiceAccount token) and the node conflist naming the cluster network, each atomically
+    /// (run by the DaemonSet).
+    Install(InstallArgs),
+    /// Remove what `install` wrote; the node's own CNI config is left as it was.
+    Uninstall(LayoutArgs),
+}
+
+/// Where the runtime's CNI dirs are: as the host names them, and where they are mounted here.
+#[derive(clap::Args)]
+struct LayoutArgs {
+    /// The runtime's CNI bin dir on the host (containerd's `bin_dir`).
+    #[arg(long, default_value = "/opt/cni/bin")]
+    cni_bin_dir: PathBuf,
+    /// Where the bin dir is mounted here (default: --cni-bin-dir, i.e. run on the host).
+    #[arg(long)]
+    cni_bin_mount: Option<PathBuf>,
+    /// The runtime's CNI conf dir on the host (containerd's `conf_dir`): the paths written into
+    /// the conflist are under it.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+    /// Where the conf dir is mounted here (default: --cni-conf-dir).
+    #[arg(long)]
+    cni_conf_mount: Option<PathBuf>,
+    /// The conflist's name; it must sort first in the conf dir.
+    #[arg(long, default_value = crate::install::CONF_NAME)]
+    conf_name: String,
+}
+
+/// `wasmcni install` arguments.
+#[derive(clap::Args)]
+struct InstallArgs {
+    #[command(flatten)]
+    layout: LayoutArgs,
+    /// The cluster network's conf (a host path); default: the first conf in the conf dir that
+    /// is not wasmcni's, as Multus' `auto` picks it (waited for, see --wait).
+    #[arg(long)]
+    cluster_network: Option<PathBuf>,
+    /// The conflist's cniVersion; default: the cluster network's, which the runtime reads.
+    #[arg(long)]
+    cni_version: Option<String>,
+    /// This node's name (default: $NODE_NAME, which the DaemonSet sets from spec.nodeName).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The node config: a JSON object of wasmcni keys for the conflist (the ConfigMap).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The API server as the host reaches it (default: $WASMCNI_API_SERVER if set, else
+    /// https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT, the in-cluster address).
+    #[arg(long)]
+    server: Option<String>,
+    /// The ServiceAccount token (projected, refreshed by the kubelet).
+    #[arg(
+        long,
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )]
+    token_file: PathBuf,
+    /// The cluster CA.
+    #[arg(
+        long,
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+    )]
+    ca_file: PathBuf,
+    /// Seconds to wait for a cluster network conf to appear (the cluster's network plugin may
+    /// install after us).
+    #[arg(long, default_value_t = 0)]
+    wait: u64,
+    /// After installing, keep running and copy the token to the node whenever the kubelet
+    /// rotates it, until SIGTERM: the DaemonSet's container.
+    #[arg(long)]
+    keep_fresh: bool,
+    /// Seconds between checks of the token with --keep-fresh (the kubelet rotates a token at
+    /// 80 % of its life, so any check well inside the remaining 20 % keeps the node's copy valid).
+    #[arg(long, default_value_t = 10)]
+    refresh_every: u64,
 }
 
 /// `wasmcni daemon` arguments.
@@ -70,9 +146,10 @@ struct DaemonArgs {
 /// `wasmcni reconcile` arguments.
 #[derive(clap::Args)]
 struct ReconcileArgs {
-    /// The reconciler's identity (deploy/reconciler.yaml's ServiceAccount).
+    /// The reconciler's identity (deploy/reconciler.yaml's ServiceAccount); default: the
+    /// pod's own (in-cluster), as the Deployment runs it.
     #[arg(long)]
-    kubeconfig: PathBuf,
+    kubeconfig: Option<PathBuf>,
     /// Where the IPPools and reservations live (the node config's ipamNamespace).
     #[arg(long, default_value = "kube-system")]
     namespace: String,
@@ -86,7 +163,8 @@ struct ReconcileArgs {
     /// Seconds a Lease is held without renewal.
     #[arg(long, default_value_t = 30)]
     lease_seconds: i32,
-    /// This replica's name in the Lease (default: the hostname, i.e. the pod name).
+    /// This replica's name in the Lease, unique among the replicas (the Deployment passes the
+    /// pod name; default: the hostname, which is not unique on the host network).
     #[arg(long)]
     identity: Option<String>,
     /// Take the Lease, pass until nothing waits on the grace period, print the totals as JSON
@@ -183,6 +261,8 @@ pub fn main() -> ExitCode {
         Cmd::Guest(GuestCmd::Test(args)) => test(args),
         Cmd::Reconcile(args) => reconcile(args),
         Cmd::Daemon(args) => daemon(args),
+        Cmd::Install(args) => install(args),
+        Cmd::Uninstall(args) => uninstall(args),
     };
     match run {
         Ok(()) => ExitCode::SUCCESS,
@@ -199,7 +279,10 @@ fn reconcile(a: ReconcileArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let kube = crate::k8s::Client::from_kubeconfig(&a.kubeconfig).await?;
+        let kube = match &a.kubeconfig {
+            Some(k) => crate::k8s::Client::from_kubeconfig(k).await?,
+            None => crate::k8s::Client::in_cluster()?,
+        };
         let me = match a.identity {
             Some(i) => i,
             None => std::fs::read_to_string("/proc/sys/kernel/hostname")?
@@ -273,6 +356,119 @@ fn daemon(a: DaemonArgs) -> anyhow::Result<()> {
         crate::node::Node::new(),
         a.metrics,
     ))
+}
+
+impl LayoutArgs {
+    fn layout(self) -> crate::install::Layout {
+        crate::install::Layout {
+            bin_mount: self
+                .cni_bin_mount
+                .unwrap_or_else(|| self.cni_bin_dir.clone()),
+            bin_dir: self.cni_bin_dir,
+            conf_mount: self
+                .cni_conf_mount
+                .unwrap_or_else(|| self.cni_conf_dir.clone()),
+            conf_dir: self.cni_conf_dir,
+            conf_name: self.conf_name,
+        }
+    }
+}
+
+fn install(a: InstallArgs) -> anyhow::Result<()> {
+    use crate::install::{self, Conf, Identity};
+    let layout = a.layout.layout();
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let server = match a.server.or_else(|| env("WASMCNI_API_SERVER")) {
+        Some(s) => s,
+        None => match (
+            env("KUBERNETES_SERVICE_HOST"),
+            env("KUBERNETES_SERVICE_PORT"),
+        ) {
+            (Some(h), Some(p)) if h.contains(':') => format!("https://[{h}]:{p}"),
+            (Some(h), Some(p)) => format!("https://{h}:{p}"),
+            _ => bail!(
+                "no --server, no WASMCNI_API_SERVER, and KUBERNETES_SERVICE_HOST/PORT are not set"
+            ),
+        },
+    };
+    let node_name = a
+        .node_name
+        .or_else(|| env("NODE_NAME"))
+        .context("no --node-name, and NODE_NAME is not set")?;
+    let extra = match &a.config {
+        None => serde_json::Map::new(),
+        Some(p) => {
+            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            match serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not JSON", p.display()))?
+            {
+                serde_json::Value::Object(m) => m,
+                _ => bail!("{} is not a JSON object", p.display()),
+            }
+        }
+    };
+    let identity = Identity {
+        server,
+        token_file: a.token_file,
+        ca_file: a.ca_file,
+    };
+    let conf = Conf {
+        cluster_network: a.cluster_network,
+        cni_version: a.cni_version,
+        node_name,
+        extra,
+    };
+    let binary = std::env::current_exe().context("finding this executable")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(a.wait);
+    let done = loop {
+        match install::install(&layout, &binary, &identity, &conf) {
+            Ok(done) => break done,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("wasmcni install: {e:#}; retrying");
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    println!(
+        "wasmcni install: {} at cniVersion {}, cluster network {}, binary {}",
+        layout.conflist().display(),
+        done.cni_version,
+        done.cluster_network.display(),
+        if done.binary_written {
+            "written"
+        } else {
+            "unchanged"
+        }
+    );
+    if !a.keep_fresh {
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut tick = tokio::time::interval(Duration::from_secs(a.refresh_every.max(1)));
+        loop {
+            tokio::select! {
+                _ = term.recv() => return Ok(()),
+                _ = tick.tick() => match install::refresh_identity(&layout, &identity) {
+                    Ok(true) => println!("wasmcni install: the token changed; the node's copy is refreshed"),
+                    Ok(false) => {}
+                    // Kept running: the old token stays valid a while, the next tick retries.
+                    Err(e) => eprintln!("wasmcni install: refreshing the identity: {e:#}"),
+                },
+            }
+        }
+    })
+}
+
+fn uninstall(a: LayoutArgs) -> anyhow::Result<()> {
+    for p in crate::install::uninstall(&a.layout())? {
+        println!("wasmcni uninstall: removed {}", p.display());
+    }
+    Ok(())
 }
 
 fn inspect(file: &PathBuf) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod delegate;
 pub mod files;
 pub mod guest;
+pub mod install;
 pub mod ipam;
 pub mod k8s;
 pub mod logging;

@@ -15,6 +15,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("config", 1),
     ("netlink", 2),
     ("ipam", 2),
+    ("install", 2),
     ("guest", 3),
     ("reconcile", 3),
     ("node", 4),

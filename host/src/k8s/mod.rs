@@ -180,6 +180,23 @@ impl Client {
         Ok(Client { kube })
     }
 
+    /// A client for the pod's own ServiceAccount (in-cluster: the mounted token, CA and
+    /// `KUBERNETES_SERVICE_HOST`), with wasmcni's deadlines: the reconciler's Deployment.
+    pub fn in_cluster() -> Result<Self, Error> {
+        let path = PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount");
+        let mut config = Config::incluster().map_err(|e| Error::Kubeconfig {
+            path,
+            source: kube::config::KubeconfigError::ReadConfig(
+                std::io::Error::other(e.to_string()),
+                "in-cluster".into(),
+            ),
+        })?;
+        with_deadlines(&mut config, REQUEST_TIMEOUT);
+        let kube =
+            KubeClient::try_from(config).map_err(|e| Error::from_kube("building the client", e))?;
+        Ok(Client { kube })
+    }
+
     /// The namespace of `kubeconfig`'s current context, if it names one: where whereabouts
     /// keeps its IPPools when it runs with that kubeconfig (kube-system when none is named).
     pub fn context_namespace(kubeconfig: &Path) -> Result<Option<String>, Error> {
