@@ -127,6 +127,19 @@ EOF
         chmod 644 ca.crt apiserver.crt sa.pub
     )
 fi
+# The API server's client cert for kubelets (logs, exec, port-forward: tests/node/).
+if [[ ! -f "$PKI/kubelet-client.crt" ]]; then
+    (
+        cd "$PKI"
+        umask 077
+        openssl req -newkey rsa:2048 -nodes -sha256 -keyout kubelet-client.key -out kubelet-client.csr \
+            -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" 2>/dev/null
+        printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >kubelet-client.ext
+        openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+            -sha256 -days 3650 -extfile kubelet-client.ext -out kubelet-client.crt 2>/dev/null
+        rm -f kubelet-client.csr
+    )
+fi
 if [[ ! -f "$PKI/tokens.csv" ]]; then
     (umask 077 && echo "$(openssl rand -hex 32),admin,wasmcni-test-admin,\"system:masters\"" >"$PKI/tokens.csv")
 fi
@@ -189,6 +202,9 @@ for attempt in 1 2 3 4 5; do
         --tls-cert-file="$PKI/apiserver.crt" \
         --tls-private-key-file="$PKI/apiserver.key" \
         --client-ca-file="$PKI/ca.crt" \
+        --kubelet-client-certificate="$PKI/kubelet-client.crt" \
+        --kubelet-client-key="$PKI/kubelet-client.key" \
+        --kubelet-preferred-address-types=InternalIP,Hostname \
         --token-auth-file="$PKI/tokens.csv" \
         --authorization-mode=Node,RBAC \
         --service-account-issuer=https://kubernetes.default.svc.cluster.local \

@@ -35,10 +35,12 @@ check_eq() {
 check_grep() { if grep -qE -- "$2" <<<"$3"; then pass "$1"; else fail "$1" "no /$2/ in [$(head -c 400 <<<"$3")]"; fi; }
 # check_empty NAME GOT
 check_empty() { if [[ -z "$2" ]]; then pass "$1"; else fail "$1" "want nothing, got [$2]"; fi; }
-# check_json NAME FILE FILTER: FILE holds JSON and FILTER is true of it.
+# check_json NAME FILE FILTER [JQ_ARG...]: FILE holds JSON and FILTER is true of it (JQ_ARGs such
+# as `--arg name value` bind the filter's variables).
 check_json() {
+    local name=$1 file=$2 filter=$3; shift 3
     # Slurped, so empty input is false (jq -e alone exits 0 when it reads nothing).
-    if jq -es "length == 1 and (.[0] | $3)" "$2" >/dev/null 2>&1; then pass "$1"; else fail "$1" "$(head -c 300 "$2" 2>/dev/null) is not $3"; fi
+    if jq -es "$@" "length == 1 and (.[0] | $filter)" "$file" >/dev/null 2>&1; then pass "$name"; else fail "$name" "$(head -c 300 "$file" 2>/dev/null) is not $filter"; fi
 }
 
 source "$REPO/tests/cluster/objects.sh"   # kc, apply_nad, make_pod

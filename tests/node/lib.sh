@@ -34,7 +34,7 @@ pod_netns() {
 in_pod() { local ns; ns=$(pod_netns "$1") && [[ -n $ns ]] && shift && nsenter --net="$ns" "$@"; }
 
 # cni_calls VERB: how many VERB calls the runtime made to wasmcni so far (its log's call lines).
-cni_calls() { grep -c " CNI $1 container " "$WASMCNI_NODE_LOG" 2>/dev/null || true; }
+cni_calls() { if [[ -f $WASMCNI_NODE_LOG ]]; then grep -c " CNI $1 container " "$WASMCNI_NODE_LOG" || true; else echo 0; fi; }
 
 # install_wasmcni [CNI_VERSION]: install wasmcni on the node as the README's "Using it" tells an
 # admin to: the binary into the CNI bin dir (copied to a temp name and renamed, so a runtime
