@@ -18,16 +18,20 @@ node_pod() {
         kc apply -f - >/dev/null
 }
 
-# pod_netns NAME: the network namespace path containerd made for pod default/NAME's running
-# sandbox (read from containerd's own record of it).
-pod_netns() {
+# pod_sandbox NAME: the ID of pod default/NAME's running sandbox (containerd's record).
+pod_sandbox() {
     local id
     for id in $(ctr containers ls -q "labels.\"io.kubernetes.pod.name\"==$1,labels.\"io.kubernetes.pod.namespace\"==default,labels.\"io.cri-containerd.kind\"==sandbox"); do
-        ctr tasks ls | awk -v id="$id" '$1 == id && $3 == "RUNNING" {f=1} END {exit !f}' || continue
-        ctr containers info "$id" | jq -r '.Spec.linux.namespaces[] | select(.type=="network") | .path'
-        return 0
+        ctr tasks ls | awk -v id="$id" '$1 == id && $3 == "RUNNING" {f=1} END {exit !f}' && { echo "$id"; return 0; }
     done
     return 1
+}
+
+# pod_netns NAME: the network namespace path containerd made for pod default/NAME's running
+# sandbox.
+pod_netns() {
+    local id; id=$(pod_sandbox "$1") || return 1
+    ctr containers info "$id" | jq -r '.Spec.linux.namespaces[] | select(.type=="network") | .path'
 }
 
 # in_pod NAME CMD...: run CMD in pod default/NAME's network namespace.

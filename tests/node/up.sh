@@ -102,9 +102,16 @@ EOF
 log "starting containerd ($CONTAINERD_SOCK)"
 # The plugins containerd execs inherit its environment (libcni appends the CNI_* variables):
 # wasmcni's log goes to the node dir.
-WASMCNI_LOG=${WASMCNI_LOG:-info} WASMCNI_LOG_FILE=$D/wasmcni.log \
-    setsid containerd --config "$D/containerd/config.toml" >>"$D/containerd.log" 2>&1 </dev/null &
-echo $! >"$D/containerd.pid"
+# Each daemon is started by a script of its own, so a scenario can start it again after a
+# "reboot" (tests/node/004).
+{
+    echo '#!/usr/bin/env bash'
+    printf 'WASMCNI_LOG=%q WASMCNI_LOG_FILE=%q setsid containerd --config %q' \
+        "${WASMCNI_LOG:-info}" "$D/wasmcni.log" "$D/containerd/config.toml"
+    printf ' >>%q 2>&1 </dev/null &\n' "$D/containerd.log"
+    printf 'echo $! >%q\n' "$D/containerd.pid"
+} >"$D/start-containerd.sh"
+bash "$D/start-containerd.sh"
 CTR=(ctr --address "$CONTAINERD_SOCK" -n k8s.io)
 for _ in $(seq 1 $((TIMEOUT * 10))); do
     "${CTR[@]}" version >/dev/null 2>&1 && break
@@ -184,10 +191,15 @@ fileCheckFrequency: 5s
 nodeStatusUpdateFrequency: 5s
 EOF
 log "starting kubelet $NODE_NAME"
-setsid "$NODE_BIN/kubelet" --config "$K/config.yaml" "${KCFG[@]}" --root-dir "$K/root" \
-    --cert-dir "$K/pki" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v=2 \
-    >>"$D/kubelet.log" 2>&1 </dev/null &
-echo $! >"$D/kubelet.pid"
+{
+    echo '#!/usr/bin/env bash'
+    printf 'setsid'
+    printf ' %q' "$NODE_BIN/kubelet" --config "$K/config.yaml" "${KCFG[@]}" --root-dir "$K/root" \
+        --cert-dir "$K/pki" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v=2
+    printf ' >>%q 2>&1 </dev/null &\n' "$D/kubelet.log"
+    printf 'echo $! >%q\n' "$D/kubelet.pid"
+} >"$D/start-kubelet.sh"
+bash "$D/start-kubelet.sh"
 for _ in $(seq 1 "$TIMEOUT"); do
     [[ $("$KUBECTL" get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]] && break
     for c in kubelet kube-controller-manager kube-scheduler; do
