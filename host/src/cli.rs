@@ -109,7 +109,7 @@ struct InstallArgs {
     )]
     ca_file: PathBuf,
     /// Seconds to wait for a cluster network conf to appear (the cluster's network plugin may
-    /// install after us).
+    /// install after us); any other failure ends the install at once.
     #[arg(long, default_value_t = 0)]
     wait: u64,
     /// After installing, keep running and copy the token to the node whenever the kubelet
@@ -423,7 +423,10 @@ fn install(a: InstallArgs) -> anyhow::Result<()> {
     let done = loop {
         match install::install(&layout, &binary, &identity, &conf) {
             Ok(done) => break done,
-            Err(e) if std::time::Instant::now() < deadline => {
+            Err(e)
+                if e.downcast_ref::<install::NoClusterNetwork>().is_some()
+                    && std::time::Instant::now() < deadline =>
+            {
                 eprintln!("wasmcni install: {e:#}; retrying");
                 std::thread::sleep(Duration::from_secs(2));
             }

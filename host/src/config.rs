@@ -126,7 +126,16 @@ pub struct PluginConf {
     /// conflist declares (containerd: `io.kubernetes.cri.pod-annotations`, …).
     #[serde(default)]
     pub runtime_config: Option<Value>,
+    /// Top-level keys of the config that wasmcni does not read (misspelt, or another tool's),
+    /// besides the protocol's own (`type`, `capabilities`, `args`): never silently dropped —
+    /// a CNI call logs them, the installer refuses them.
+    #[serde(skip)]
+    pub unread: Vec<String>,
 }
+
+/// Keys of a plugin config that belong to the protocol or the runtime, not to wasmcni: read by
+/// libcni (`type`, `capabilities`) or by the plugins a config is handed on to (`args`).
+const PROTOCOL_KEYS: &[&str] = &["type", "capabilities", "args"];
 
 impl PluginConf {
     /// Parse stdin.
@@ -144,7 +153,19 @@ impl PluginConf {
                 found: version.to_string(),
             });
         }
-        serde_json::from_value(value).map_err(Error::Invalid)
+        let mut unread = Vec::new();
+        let mut conf: PluginConf = serde_ignored::deserialize(value, |path| {
+            // Top-level keys only: nested objects (a GuestRef) deny unknown fields themselves.
+            if let serde_ignored::Path::Map { parent, key } = path
+                && matches!(parent, serde_ignored::Path::Root)
+                && !PROTOCOL_KEYS.contains(&key.as_str())
+            {
+                unread.push(key.clone());
+            }
+        })
+        .map_err(Error::Invalid)?;
+        conf.unread = unread;
+        Ok(conf)
     }
 
     /// The node this call runs on.
@@ -154,5 +175,29 @@ impl PluginConf {
                 .map(|s| s.trim().to_string())
                 .unwrap_or_default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_wasmcni_does_not_read_are_named_not_dropped() {
+        let conf = PluginConf::parse(
+            br#"{"cniVersion": "1.0.0", "name": "n", "type": "wasmcni", "kubeconfig": "/k",
+                 "clusterNetwork": "/c", "capabilities": {"portMappings": true},
+                 "defaultNetwork": ["ns/a"], "logLevel": "debug",
+                 "delegation": {"guest": "multus-default"}}"#,
+        )
+        .unwrap();
+        assert_eq!(conf.unread, ["defaultNetwork", "logLevel"]);
+        // A nested section still refuses what it does not know.
+        let e = PluginConf::parse(
+            br#"{"cniVersion": "1.0.0", "name": "n", "type": "wasmcni", "kubeconfig": "/k",
+                 "clusterNetwork": "/c", "delegation": {"guest": "g", "sha": "x"}}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::Invalid(_)), "{e:?}");
     }
 }

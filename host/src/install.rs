@@ -163,8 +163,20 @@ pub fn install(
     let mut as_call = plugin.as_object().cloned().unwrap_or_default();
     as_call.insert("cniVersion".into(), json!(cni_version));
     as_call.insert("name".into(), json!("wasmcni"));
-    crate::config::PluginConf::parse(Value::Object(as_call).to_string().as_bytes())
+    let parsed = crate::config::PluginConf::parse(Value::Object(as_call).to_string().as_bytes())
         .context("the node config does not make a valid wasmcni config")?;
+    if !parsed.unread.is_empty() {
+        bail!(
+            "the node config sets {}, which wasmcni does not read (misspelt, or another tool's \
+             key?); remove it",
+            parsed
+                .unread
+                .iter()
+                .map(|k| format!("{k:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     write_atomic(
         &layout.here(&layout.conflist())?,
         format!("{:#}\n", conflist).as_bytes(),
@@ -341,12 +353,18 @@ fn first_conf(layout: &Layout) -> anyhow::Result<(PathBuf, Value)> {
             return Ok((layout.conf_dir.join(name), v));
         }
     }
-    bail!(
-        "no cluster network in {}: it holds no conf but wasmcni's (is the cluster's network \
-         plugin installed yet?), and none was named with --cluster-network",
-        layout.conf_dir.display()
-    )
+    Err(NoClusterNetwork(layout.conf_dir.clone()).into())
 }
+
+/// The conf dir holds no cluster network yet: the one failure `install --wait` waits on (the
+/// cluster's network plugin may install after wasmcni); every other one is final.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no cluster network in {}: it holds no conf but wasmcni's (is the cluster's network plugin \
+     installed yet?), and none was named with --cluster-network",
+    .0.display()
+)]
+pub struct NoClusterNetwork(pub PathBuf);
 
 fn read_conf(path: &Path) -> anyhow::Result<Value> {
     let bytes = crate::files::read_regular(path, 1024 * 1024)
@@ -617,6 +635,7 @@ mod tests {
             format!("{e:#}").contains("no cluster network in /etc/cni/net.d"),
             "{e:#}"
         );
+        assert!(e.downcast_ref::<NoClusterNetwork>().is_some(), "{e:#}");
 
         let h = host(Some(CBR0));
         std::fs::write(h.root.path().join("etc/cni/net.d/00-calico.conflist"), CBR0).unwrap();
@@ -631,6 +650,14 @@ mod tests {
         conf.extra.insert("type".into(), json!("multus"));
         let e = install(&h.layout, &binary(&h, "v1"), &h.identity, &conf).unwrap_err();
         assert!(format!("{e:#}").contains("sets \"type\""), "{e:#}");
+
+        let mut conf = node_conf();
+        conf.extra.insert("logLevel".into(), json!("debug"));
+        let e = install(&h.layout, &binary(&h, "v1"), &h.identity, &conf).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("sets \"logLevel\", which wasmcni does not read"),
+            "{e:#}"
+        );
 
         let mut conf = node_conf();
         conf.extra

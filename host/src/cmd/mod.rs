@@ -146,6 +146,13 @@ fn prepare(env: &[(String, String)], stdin: &[u8]) -> Result<Prepared, Error> {
         return Ok(Prepared::Ipam(Box::new((req, call))));
     }
     let conf = PluginConf::parse(stdin)?;
+    if !conf.unread.is_empty() {
+        tracing::warn!(
+            "the network config {:?} sets keys wasmcni does not read: {}",
+            conf.name,
+            conf.unread.join(", ")
+        );
+    }
     allowed_at(req.command, &conf.cni_version)?;
     prev_result(conf.prev_result.as_ref(), &conf.cni_version)?;
     Ok(Prepared::Verb(Box::new((req, conf))))
