@@ -281,9 +281,19 @@ fn conflist(
     cni_version: &str,
 ) -> anyhow::Result<Value> {
     let mut plugin = conf.extra.clone();
-    for key in ["type", "kubeconfig", "cniVersion", "name", "nodeName"] {
+    for key in [
+        "type",
+        "kubeconfig",
+        "cniVersion",
+        "name",
+        "nodeName",
+        "clusterNetwork",
+    ] {
         if plugin.contains_key(key) {
-            bail!("the node config sets {key:?}, which the installer writes itself");
+            bail!(
+                "the node config sets {key:?}, which the installer writes itself (the cluster \
+                 network: --cluster-network; the node: --node-name)"
+            );
         }
     }
     plugin.insert("type".into(), json!("wasmcni"));
@@ -292,9 +302,6 @@ fn conflist(
         json!(layout.identity_dir().join("wasmcni.kubeconfig")),
     );
     plugin.insert("nodeName".into(), json!(conf.node_name));
-    if plugin.contains_key("clusterNetwork") {
-        bail!("the node config sets \"clusterNetwork\": name it with --cluster-network");
-    }
     plugin.insert("clusterNetwork".into(), json!(cluster_network));
     // The capabilities the cluster network's plugins declare, as Multus' auto config carries
     // them (without them the runtime would not fill in portMappings, bandwidth, … for it), and
