@@ -659,10 +659,10 @@ mod tests {
         assert!(format!("{e:#}").contains("sets \"type\""), "{e:#}");
 
         let mut conf = node_conf();
-        conf.extra.insert("logLevel".into(), json!("debug"));
+        conf.extra.insert("loglevels".into(), json!("debug"));
         let e = install(&h.layout, &binary(&h, "v1"), &h.identity, &conf).unwrap_err();
         assert!(
-            format!("{e:#}").contains("sets \"logLevel\", which wasmcni does not read"),
+            format!("{e:#}").contains("sets \"loglevels\", which wasmcni does not read"),
             "{e:#}"
         );
 

@@ -101,6 +101,25 @@ cni() {
         "$TOOLS/bin/cnitool" "$verb" wasmcni "/var/run/netns/$ns"
 }
 
+# cni_raw VERB NETNS NAMESPACE POD [CONFLIST]: wasmcni exec'd as libcni execs it (the list's
+# first plugin with its name and cniVersion injected), for pod NAMESPACE/POD. Prints wasmcni's
+# stdout — the error JSON itself, which cnitool would turn into prose; returns its status.
+cni_raw() {
+    local conf; conf=$(jq -c '.plugins[0] + {name: .name, cniVersion: .cniVersion}' "${5:-$NETDIR/00-wasmcni.conflist}")
+    printf '%s' "$conf" | env -i PATH="$PATH" CNI_PATH="$CNI_BIN" CNI_COMMAND="$1" CNI_CONTAINERID="raw-$4" \
+        CNI_IFNAME=eth0 CNI_NETNS="/var/run/netns/$2" \
+        CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=$3;K8S_POD_NAME=$4;K8S_POD_UID=uid-$4" \
+        WASMCNI_LOG_FILE="$WORK/wasmcni.log" "$WASMCNI" 2>>"$WORK/stderr"
+}
+
+# api_write TOKEN METHOD PATH BODY: one request to the API server as TOKEN (no GET first, as
+# kubectl patch would make); prints the HTTP status code.
+api_write() {
+    curl -sS -o "$WORK/api-answer.json" -w '%{http_code}' --cacert "$STATE_DIR/pki/ca.crt" \
+        -H "Authorization: Bearer $1" -H 'Content-Type: application/merge-patch+json' \
+        -X "$2" "$APISERVER_URL$3" --data-binary "$4"
+}
+
 # The seed's NetworkAttachmentDefinition, for a link of TYPE (ipvlan|macvlan) on MASTER.
 apply_seed_nad() {
     local name=$1 type=$2 master=$3 range=${4:-172.16.1.0/24}

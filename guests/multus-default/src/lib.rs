@@ -24,10 +24,12 @@ impl DelegationPolicy for MultusDefault {
             .annotations
             .iter()
             .find(|(k, _)| k == NETWORKS_ANNOTATION)
-            .map(|(_, v)| v.trim());
+            .map(|(_, v)| v.as_str());
         match annotation {
+            // Only an empty value is "no networks" (Multus: one of blanks names an empty network).
             None | Some("") => {}
-            Some(text) if text.starts_with('[') => {
+            // Multus reads the JSON form whenever one of `[`, `{`, `"` appears.
+            Some(text) if text.contains(['[', '{', '"']) => {
                 out.extend(parse_json(text, &req.pod.namespace)?)
             }
             Some(text) => {
@@ -46,8 +48,9 @@ fn plain(network: NetworkRef) -> Attachment {
         interface: None,
         ips: Vec::new(),
         mac: None,
-        default_route: Vec::new(),
+        default_route: None,
         cni_args: None,
+        capability_args: None,
     }
 }
 
@@ -75,12 +78,21 @@ fn parse_element(element: &str, pod_namespace: &str) -> Result<Attachment, Denia
     if interface == Some("") {
         return Err(bad("empty interface name after '@'".into()));
     }
-    for part in [namespace, name, interface.unwrap_or_default()] {
+    for part in [namespace, name] {
         if !part.is_empty() && !is_dns_label(part) {
             return Err(bad(format!(
                 "{part:?} must consist of lower-case alphanumerics and '-', and start and end with an alphanumeric (as in Multus)"
             )));
         }
+    }
+    // Multus' rule for the interface: at most 15 bytes, no '/' and no blank (the host checks
+    // the rest of what the kernel refuses).
+    if let Some(i) = interface
+        && (i.len() > 15 || i.contains(|c: char| c == '/' || c.is_whitespace()))
+    {
+        return Err(bad(format!(
+            "interface {i:?} must be at most 15 characters, without '/' or spaces (as in Multus)"
+        )));
     }
     let namespace = if namespace.is_empty() {
         pod_namespace
@@ -109,6 +121,10 @@ fn parse_json(text: &str, pod_namespace: &str) -> Result<Vec<Attachment>, Denial
         serde_json::from_str(text).map_err(|e| bad(format!("not a JSON list of networks: {e}")))?;
     let mut out = Vec::with_capacity(elements.len());
     for (i, el) in elements.iter().enumerate() {
+        let el = match el {
+            serde_json::Value::Object(o) => canonical(o, i)?,
+            other => return Err(bad(format!("element {i} is not an object: {other}"))),
+        };
         let field = |key: &str| -> Result<Option<String>, Denial> {
             match el.get(key) {
                 None | Some(serde_json::Value::Null) => Ok(None),
@@ -146,14 +162,146 @@ fn parse_json(text: &str, pod_namespace: &str) -> Result<Vec<Attachment>, Denial
             Some(v @ serde_json::Value::Object(_)) => Some(v.to_string()),
             Some(_) => return Err(bad(format!("element {i}: \"cni-args\" must be an object"))),
         };
+        // Multus: a list given (even empty) is a request; absent is none. Each must be an IP.
+        let default_route = match el.get("default-route") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(_) => {
+                let gws = strings("default-route")?;
+                for gw in &gws {
+                    if gw.parse::<std::net::IpAddr>().is_err() {
+                        return Err(bad(format!(
+                            "element {i}: \"default-route\" entry {gw:?} is not an IP address"
+                        )));
+                    }
+                }
+                Some(gws)
+            }
+        };
+        // Multus: `interfaceRequest` (before v3.2) when `interface` is not given.
+        let interface = field("interface")?
+            .filter(|s| !s.is_empty())
+            .or(field("interfaceRequest")?.filter(|s| !s.is_empty()));
         out.push(Attachment {
             network: NetworkRef { namespace, name },
-            interface: field("interface")?,
+            interface,
             ips: strings("ips")?,
-            mac: field("mac")?,
-            default_route: strings("default-route")?,
+            mac: field("mac")?.filter(|s| !s.is_empty()),
+            default_route,
             cni_args,
+            capability_args: capability_args(&el, i)?,
         });
+    }
+    Ok(out)
+}
+
+/// The element's requests that reach the plugins as capability arguments (Multus'
+/// `mergeCNIRuntimeConfig`): `portMappings`, `bandwidth`, `infiniband-guid` (as
+/// `infinibandGUID`), `deviceID` — checked for the shapes Multus' decoder insists on.
+fn capability_args(
+    el: &serde_json::Map<String, serde_json::Value>,
+    i: usize,
+) -> Result<Option<String>, Denial> {
+    use serde_json::Value;
+    let bad = |why: String| Denial::BadAnnotation(format!("element {i}: {why}"));
+    let int = |v: Option<&Value>| v.is_none_or(|v| v.is_i64() || v.is_null());
+    let mut caps = serde_json::Map::new();
+    match el.get("portMappings") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) => {
+            for (j, m) in list.iter().enumerate() {
+                let ok = m.as_object().is_some_and(|m| {
+                    int(m.get("hostPort"))
+                        && int(m.get("containerPort"))
+                        && m.get("protocol").is_none_or(Value::is_string)
+                        && m.get("hostIP").is_none_or(Value::is_string)
+                });
+                if !ok {
+                    return Err(bad(format!(
+                        "portMappings[{j}] must be {{\"hostPort\": int, \"containerPort\": int, \"protocol\": \"tcp\", \"hostIP\": \"…\"}}"
+                    )));
+                }
+            }
+            caps.insert("portMappings".into(), Value::Array(list.clone()));
+        }
+        Some(_) => return Err(bad("\"portMappings\" must be a list".into())),
+    }
+    match el.get("bandwidth") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(b)) => {
+            for k in ["ingressRate", "ingressBurst", "egressRate", "egressBurst"] {
+                if !int(b.get(k)) {
+                    return Err(bad(format!("bandwidth.{k} must be an integer")));
+                }
+            }
+            caps.insert("bandwidth".into(), Value::Object(b.clone()));
+        }
+        Some(_) => return Err(bad("\"bandwidth\" must be an object".into())),
+    }
+    for (key, cap) in [
+        ("infiniband-guid", "infinibandGUID"),
+        ("deviceID", "deviceID"),
+    ] {
+        match el.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s.is_empty() => {}
+            Some(Value::String(s)) => {
+                if key == "infiniband-guid" && !is_hardware_addr(s) {
+                    return Err(bad(format!("\"infiniband-guid\" {s:?} is not a GUID")));
+                }
+                caps.insert(cap.into(), Value::String(s.clone()));
+            }
+            Some(_) => return Err(bad(format!("{key:?} must be a string"))),
+        }
+    }
+    Ok((!caps.is_empty()).then(|| Value::Object(caps).to_string()))
+}
+
+/// Go's `net.ParseMAC` forms of 8 or 20 bytes (an InfiniBand GUID or address): hex pairs
+/// separated by ':' or '-', or groups of four separated by '.'.
+fn is_hardware_addr(s: &str) -> bool {
+    let hex = |g: &str, n: usize| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit());
+    let bytes = if s.contains('.') {
+        let groups: Vec<&str> = s.split('.').collect();
+        groups.iter().all(|g| hex(g, 4)).then_some(groups.len() * 2)
+    } else {
+        let sep = if s.contains('-') { '-' } else { ':' };
+        let pairs: Vec<&str> = s.split(sep).collect();
+        pairs.iter().all(|g| hex(g, 2)).then_some(pairs.len())
+    };
+    matches!(bytes, Some(6 | 8 | 20))
+}
+
+/// Keys of a network selection element this policy reads, as Multus spells them.
+const KEYS: &[&str] = &[
+    "name",
+    "namespace",
+    "interface",
+    "interfaceRequest",
+    "ips",
+    "mac",
+    "default-route",
+    "cni-args",
+    "portMappings",
+    "bandwidth",
+    "infiniband-guid",
+    "deviceID",
+];
+
+/// Element `i` with its keys spelt as Multus spells them (Go's decoder matches keys
+/// case-insensitively); a key nobody reads is refused, naming it.
+fn canonical(
+    el: &serde_json::Map<String, serde_json::Value>,
+    i: usize,
+) -> Result<serde_json::Map<String, serde_json::Value>, Denial> {
+    let mut out = serde_json::Map::new();
+    for (k, v) in el {
+        let Some(key) = KEYS.iter().find(|c| c.eq_ignore_ascii_case(k)) else {
+            return Err(Denial::BadAnnotation(format!(
+                "element {i}: unknown key {k:?} (known: {})",
+                KEYS.join(", ")
+            )));
+        };
+        out.entry(key.to_string()).or_insert_with(|| v.clone());
     }
     Ok(out)
 }
@@ -223,11 +371,79 @@ mod tests {
             r("other", "net-b", Some("eth9"))
         );
         assert_eq!(one("net-1@net9"), r("pod-ns", "net-1", Some("net9")));
-        for refused in ["Net-A", "ns/net_a", "net-a@eth_0", "-net", "net-", "ns/"] {
+        assert_eq!(
+            one("net-a@my_interface"),
+            r("pod-ns", "net-a", Some("my_interface"))
+        );
+        for refused in [
+            "Net-A",
+            "ns/net_a",
+            "net-a@sixteen-chars-xx",
+            "net-a@a/b",
+            "-net",
+            "net-",
+            "ns/",
+            " ",
+        ] {
             assert!(decide(refused).is_err(), "{refused} should be refused");
         }
         let a = decide(r#"[{"name":"n","cni-args":{"k":1}}]"#).unwrap();
         assert_eq!(a[0].cni_args.as_deref(), Some(r#"{"k":1}"#));
         assert!(decide(r#"[{"name":"n","cni-args":[]}]"#).is_err());
+    }
+
+    /// The JSON form as Multus' decoder reads it: found by any of `[{"`, keys matched without
+    /// case, the old `interfaceRequest`, gateways that must be addresses; what cannot be
+    /// honoured refused by name.
+    #[test]
+    fn json_form_reads_as_multus_reads_it() {
+        let a = decide(r#"[{"Name":"n","Interface":"eth5"}]"#).unwrap();
+        assert_eq!(
+            (a[0].network.name.as_str(), a[0].interface.as_deref()),
+            ("n", Some("eth5"))
+        );
+        let a = decide(r#"[{"name":"n","interfaceRequest":"old1"}]"#).unwrap();
+        assert_eq!(a[0].interface.as_deref(), Some("old1"));
+        let a = decide(r#"[{"name":"n","default-route":["10.0.0.1","fd00::1"]}]"#).unwrap();
+        assert_eq!(a[0].default_route.as_ref().map(Vec::len), Some(2));
+        let a = decide(r#"[{"name":"n","default-route":[]},{"name":"m"}]"#).unwrap();
+        assert_eq!(
+            (a[0].default_route.clone(), a[1].default_route.clone()),
+            (Some(vec![]), None)
+        );
+        let a = decide(
+            r#"[{"name":"n","portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}],
+                 "bandwidth":{"ingressRate":1000,"ingressBurst":10},"infiniband-guid":"00:00:00:00:00:00:00:01","deviceID":"0000:03:00.1"}]"#,
+        )
+        .unwrap();
+        let caps: serde_json::Value =
+            serde_json::from_str(a[0].capability_args.as_deref().unwrap()).unwrap();
+        assert_eq!(caps["portMappings"][0]["hostPort"], 8080);
+        assert_eq!(caps["bandwidth"]["ingressRate"], 1000);
+        assert_eq!(caps["infinibandGUID"], "00:00:00:00:00:00:00:01");
+        assert_eq!(caps["deviceID"], "0000:03:00.1");
+        for (text, mentions) in [
+            (
+                r#"[{"name":"n","default-route":["10.0.0.300"]}]"#,
+                "default-route",
+            ),
+            (
+                r#"[{"name":"n","bandwidth":{"ingressRate":"fast"}}]"#,
+                "bandwidth",
+            ),
+            (r#"[{"name":"n","portMappings":{}}]"#, "portMappings"),
+            (
+                r#"[{"name":"n","infiniband-guid":"zz"}]"#,
+                "infiniband-guid",
+            ),
+            (r#"[{"name":"n","colour":"red"}]"#, "colour"),
+            (r#"{"name":"n"}"#, "JSON list"),
+            (r#"net-a, "quoted""#, "JSON list"),
+        ] {
+            match decide(text) {
+                Err(Denial::BadAnnotation(why)) => assert!(why.contains(mentions), "{why}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 }

@@ -34,8 +34,9 @@ pub fn attach(namespace: &str, name: &str) -> Attachment {
         interface: None,
         ips: Vec::new(),
         mac: None,
-        default_route: Vec::new(),
+        default_route: None,
         cni_args: None,
+        capability_args: None,
     }
 }
 

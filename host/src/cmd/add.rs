@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{call, cluster_chain, pod_ref};
+use super::{POD_DEFAULT_NETWORK, call, cluster_network, lookup, pod_ref, wait_ready};
 use crate::cni::{Error, Request};
-use crate::config::PluginConf;
-use crate::delegate::{self, NetworkStatus, cache::Record};
+use crate::config::{NetworkSource, PluginConf};
+use crate::delegate::networks::Resolved;
+use crate::delegate::{self, NetworkStatus, cache::Record, routes};
 use crate::guest::{DelegationRequest, NetworkRef, Origin, Pod};
-use crate::k8s::ObjectRef;
 use crate::node::Node;
 
 /// The annotation Multus writes and tools read.
@@ -29,11 +29,16 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
     // 0. Everything that can be checked locally is, before the first API call.
     let pod = pod_ref(req)?;
     let (namespace, name) = (pod.namespace(), pod.name());
-    let cluster = cluster_chain(&conf)?;
-    let defaults = default_networks(&conf.default_networks, namespace)?;
+    let local_cluster = match conf.cluster {
+        NetworkSource::Path(_) | NetworkSource::Inline(_) => {
+            Some(cluster_network(&conf, None, None).await?)
+        }
+        _ => None,
+    };
     if let Some(netns) = &req.netns {
         crate::netns::Netns::open(netns)?;
     }
+    wait_ready(&conf).await?;
 
     // 1. The pod: its annotations from the runtime when it passes them (capability
     //    io.kubernetes.cri.pod-annotations: no API round trip), else as the API server knows it.
@@ -49,14 +54,25 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
         },
         None => pod_facts(&kube.pod(namespace, name).await?, namespace, name, uid),
     };
+
+    // 2. The cluster network (the node's, or the pod's own by annotation) and the node's
+    //    default networks (none for pods in systemNamespaces), found.
+    let cluster = match pod_default(&conf, &facts)? {
+        Some(own) => cluster_network(&conf, Some(&kube), Some(&own)).await?,
+        None => match local_cluster {
+            Some(found) => found,
+            None => cluster_network(&conf, Some(&kube), None).await?,
+        },
+    };
+    let defaults = default_networks(&conf, &kube, namespace).await?;
     let call = call(node, req, conf, facts.clone(), Some(kube.clone()));
 
-    // 2. Which extra networks: the delegation guest decides, the host validates and resolves.
+    // 3. Which extra networks: the delegation guest decides, the host validates and resolves.
     let decider = call.guest(&call.conf.delegation, Origin::Node).await?;
     let ask = DelegationRequest {
         pod: facts,
         node: call.node_name.clone(),
-        default_networks: defaults,
+        default_networks: defaults.iter().map(|(r, _)| r.clone()).collect(),
     };
     let decided = call.guests()?.decide_pooled(&decider, ask).await?;
     tracing::info!(
@@ -76,16 +92,21 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
         delegate::Isolation::Off
     };
     let plan = delegate::plan(
-        &kube,
+        &lookup(&call.conf, Some(&kube)),
         decider.name(),
         decided,
         &req.ifname,
         namespace,
         &isolation,
+        &defaults,
     )
     .await?;
+    let Resolved {
+        name: cluster_name,
+        chain: cluster,
+    } = cluster;
 
-    // 3. Written down before anything is created: DEL must find it even if we die next.
+    // 4. Written down before anything is created: DEL must find it even if we die next.
     let dir = call.conf.cni_dir.clone();
     let mut record = Record::new(
         &req.container_id,
@@ -98,20 +119,15 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
 
     let mut undo: Vec<Undo> = Vec::new();
     let attached = async {
-        // 4. The cluster network (eth0).
+        // 5. The cluster network (eth0).
         undo.push(Undo::Cluster);
-        let primary = delegate::add_chain(&call, &cluster.name, &cluster, &req.ifname)
+        let primary = delegate::add_chain(&call, &cluster_name, &cluster, &req.ifname)
             .await
-            .map_err(|e| Error::from(e).context(format!("cluster network {}", cluster.name)))?;
-        let mut status = vec![NetworkStatus::from_result(
-            &cluster.name,
-            &req.ifname,
-            &primary,
-            true,
-        )];
+            .map_err(|e| Error::from(e).context(format!("cluster network {cluster_name}")))?;
+        let mut primary = primary;
         record.cluster_result = Some(primary.clone());
 
-        // 5. Each extra network, in order.
+        // 6. Each extra network, in order.
         for (i, att) in plan.iter().enumerate() {
             undo.push(Undo::Attachment(i));
             let result = delegate::add_chain(&call, &att.network, &att.chain, &att.ifname)
@@ -119,13 +135,50 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
                 .map_err(|e| {
                     Error::from(e).context(format!("network {} ({})", att.network, att.ifname))
                 })?;
-            let mut entry = NetworkStatus::from_result(&att.network, &att.ifname, &result, false);
-            entry.note = call.note_for(&att.ifname).or_else(|| att.note.clone());
-            status.push(entry);
             record.results[i] = Some(result);
         }
 
-        // 6. Tell the pod what it got.
+        // 7. Multus' default-route: when a network asks, the pod's default routes are placed
+        //    by request (every other interface loses its own). Results say what the pod has.
+        if plan.iter().any(|a| a.default_route.is_some()) {
+            let netns = req.netns.as_ref().ok_or_else(|| {
+                Error::new(
+                    crate::cni::Code::InvalidEnv,
+                    "CNI_NETNS is required",
+                    "default-route needs the pod's network namespace",
+                )
+            })?;
+            let mut interfaces = vec![routes::Placed {
+                ifname: &req.ifname,
+                request: None,
+                result: &mut primary,
+            }];
+            for (att, result) in plan.iter().zip(record.results.iter_mut()) {
+                if let Some(result) = result {
+                    interfaces.push(routes::Placed {
+                        ifname: &att.ifname,
+                        request: att.default_route.as_deref(),
+                        result,
+                    });
+                }
+            }
+            routes::place(netns, interfaces).await?;
+            record.cluster_result = Some(primary.clone());
+        }
+
+        // 8. Tell the pod what it got.
+        let mut status = vec![NetworkStatus::from_result(
+            &cluster_name,
+            &req.ifname,
+            &primary,
+            true,
+        )];
+        for (att, result) in plan.iter().zip(&record.results) {
+            let result = result.as_ref().expect("every attachment was made");
+            let mut entry = NetworkStatus::from_result(&att.network, &att.ifname, result, false);
+            entry.note = call.note_for(&att.ifname).or_else(|| att.note.clone());
+            status.push(entry);
+        }
         let text = serde_json::to_string_pretty(&status).expect("status serializes");
         kube.annotate_pod(namespace, name, NETWORK_STATUS, &text)
             .await?;
@@ -139,7 +192,7 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
         Err(e) => {
             for step in undo.into_iter().rev() {
                 let (net, chain, ifname) = match step {
-                    Undo::Cluster => (cluster.name.as_str(), &cluster, req.ifname.as_str()),
+                    Undo::Cluster => (cluster_name.as_str(), &cluster, req.ifname.as_str()),
                     Undo::Attachment(i) => (
                         plan[i].network.as_str(),
                         &plan[i].chain,
@@ -201,22 +254,72 @@ fn runtime_annotations(conf: &PluginConf) -> Option<Vec<(String, String)>> {
     )
 }
 
-/// `defaultNetworks` of the config as references (unqualified names are in the pod's namespace).
-fn default_networks(names: &[String], pod_namespace: &str) -> Result<Vec<NetworkRef>, Error> {
-    names
+/// The pod's own cluster network (`v1.multus-cni.io/default-network`), if it names one; a bare
+/// name is in `multusNamespace`. Under `namespaceIsolation` it must be a NAD the pod could
+/// also attach as an extra network, or of `multusNamespace` (Multus does not check this).
+fn pod_default(conf: &PluginConf, pod: &Pod) -> Result<Option<NetworkSource>, Error> {
+    let Some((_, text)) = pod
+        .annotations
         .iter()
-        .map(|n| {
-            let r = ObjectRef::parse(n, pod_namespace).map_err(|e| {
-                Error::new(
-                    crate::cni::Code::InvalidConfig,
-                    "invalid defaultNetworks",
-                    format!("{e} (NAME or NAMESPACE/NAME)"),
-                )
-            })?;
-            Ok(NetworkRef {
-                namespace: r.namespace().into(),
-                name: r.name().into(),
-            })
-        })
-        .collect()
+        .find(|(k, _)| k == POD_DEFAULT_NETWORK)
+    else {
+        return Ok(None);
+    };
+    let bad = |why: String| {
+        Error::new(
+            crate::cni::Code::GuestDenied,
+            format!("invalid pod annotation {POD_DEFAULT_NETWORK}"),
+            why,
+        )
+    };
+    let source =
+        delegate::networks::pod_default_network(text, &conf.multus_namespace).map_err(bad)?;
+    if let NetworkSource::Nad { namespace, name } = &source
+        && conf.namespace_isolation
+        && *namespace != pod.namespace
+        && *namespace != conf.multus_namespace
+        && !conf.global_namespaces.contains(namespace)
+    {
+        return Err(bad(format!(
+            "{namespace}/{name}: namespaceIsolation is on, and pods of {} may use NADs of their \
+             own namespace, of {} or of {}",
+            pod.namespace,
+            conf.multus_namespace,
+            conf.global_namespaces.join(", ")
+        )));
+    }
+    Ok(Some(source))
+}
+
+/// The node's default networks, found, with the reference each is offered to the delegation
+/// guest by: a NAD by its namespace and name, a conf (path, confDir, inline) by its name with
+/// an empty namespace. Pods in `systemNamespaces` get none of `defaultNetworks` (Multus).
+async fn default_networks(
+    conf: &PluginConf,
+    kube: &crate::k8s::Client,
+    pod_namespace: &str,
+) -> Result<Vec<(NetworkRef, Resolved)>, Error> {
+    if conf.defaults_skip_system && conf.system_namespaces.iter().any(|n| n == pod_namespace) {
+        return Ok(Vec::new());
+    }
+    let lookup = lookup(conf, Some(kube));
+    let mut out = Vec::with_capacity(conf.defaults.len());
+    for (i, source) in conf.defaults.iter().enumerate() {
+        let found = lookup
+            .resolve(&format!("defaultNetworks[{i}]"), source)
+            .await
+            .map_err(|e| Error::from(e).context(format!("default network {}", i + 1)))?;
+        let reference = match found.name.split_once('/') {
+            Some((namespace, name)) => NetworkRef {
+                namespace: namespace.into(),
+                name: name.into(),
+            },
+            None => NetworkRef {
+                namespace: String::new(),
+                name: found.name.clone(),
+            },
+        };
+        out.push((reference, found));
+    }
+    Ok(out)
 }

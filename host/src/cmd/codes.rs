@@ -55,6 +55,11 @@ impl From<config::Error> for Error {
                 "invalid wasmcni network config",
                 source.to_string(),
             ),
+            C::Refused { key, why } => Error::new(
+                Code::InvalidConfig,
+                format!("invalid network config key {key:?}"),
+                why.clone(),
+            ),
         }
     }
 }
@@ -173,6 +178,7 @@ impl From<delegate::Error> for Error {
             D::NotFound { .. } | D::Config { .. } => with_chain(Code::InvalidConfig, &e),
             D::Exec { .. } | D::BadOutput { .. } => with_chain(Code::Delegate, &e),
             D::Cache { .. } => with_chain(Code::Io, &e),
+            D::NoApi { .. } => with_chain(Code::TryAgainLater, &e),
             D::Drift { .. } => Error::new(Code::Drift, "CHECK found drift", e.to_string()),
             D::Ipam(i) => i.into(),
             D::Guest(g) => g.into(),

@@ -9,7 +9,7 @@
 //! Every step runs even when an earlier one failed; the first error is reported (an
 //! unreachable API server is code 11, so the runtime retries and no address leaks).
 
-use super::{call, cluster_chain, pod_ref, pod_stub};
+use super::{call, cluster_network, pod_ref, pod_stub};
 use crate::cni::{Error, Request};
 use crate::config::PluginConf;
 use crate::delegate::{self, Call, cache::Record};
@@ -21,6 +21,15 @@ pub(super) async fn del(
     req: &Request,
     conf: PluginConf,
 ) -> Result<(), Error> {
+    if let Some(file) = &conf.readiness_indicator_file
+        && !file.exists()
+    {
+        // As Multus: DEL goes on (it must never be blocked), saying so.
+        tracing::warn!(
+            "readinessindicatorfile {} does not exist on DEL",
+            file.display()
+        );
+    }
     let record = Record::read(&conf.cni_dir, &req.container_id);
     let pod = match (&record, pod_ref(req)) {
         (_, Ok(p)) => p,
@@ -48,9 +57,9 @@ pub(super) async fn del(
     match &record {
         Some(rec) => keep(undo(&call, rec).await),
         None => {
-            match cluster_chain(&call.conf) {
+            match cluster_network(&call.conf, kube.as_ref(), None).await {
                 Ok(cluster) => keep(
-                    delegate::del_chain(&call, &cluster.name, &cluster, &req.ifname, None)
+                    delegate::del_chain(&call, &cluster.name, &cluster.chain, &req.ifname, None)
                         .await
                         .map_err(|e| {
                             Error::from(e).context(format!("cluster network {}", cluster.name))

@@ -24,6 +24,7 @@ pub(super) async fn gc(
     stdin: &[u8],
 ) -> Result<(), Error> {
     let valid = valid_attachments(stdin)?;
+    super::wait_ready(&conf).await?;
     let kube = node.kube(&conf.kubeconfig).await.ok();
     let mut first: Option<Error> = None;
     for rec in Record::all(&conf.cni_dir) {

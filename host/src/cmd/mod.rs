@@ -17,6 +17,7 @@ use crate::cni::types::CniResult;
 use crate::cni::{self, Code, Command, Error, Request};
 use crate::config::PluginConf;
 use crate::delegate::Call;
+use crate::delegate::networks::{Lookup, Resolved};
 use crate::guest::Pod;
 use crate::k8s::ObjectRef;
 use crate::node::Node;
@@ -146,6 +147,16 @@ fn prepare(env: &[(String, String)], stdin: &[u8]) -> Result<Prepared, Error> {
         return Ok(Prepared::Ipam(Box::new((req, call))));
     }
     let conf = PluginConf::parse(stdin)?;
+    crate::logging::configure(
+        conf.log.map(|l| l.0),
+        conf.log_file.as_deref(),
+        conf.log_to_stderr,
+    );
+    if conf.retry_delete_on_error == Some(false) {
+        tracing::debug!(
+            "retryDeleteOnError false: wasmcni keeps a failed DEL's record for the runtime's retry anyway"
+        );
+    }
     if !conf.unread.is_empty() {
         tracing::warn!(
             "the network config {:?} sets keys wasmcni does not read: {}",
@@ -269,27 +280,91 @@ fn call(
     pod: Pod,
     kube: Option<crate::k8s::Client>,
 ) -> Call {
+    // Multus' binDir is searched before CNI_PATH (and handed on in it).
+    let path = conf
+        .bin_dir
+        .iter()
+        .cloned()
+        .chain(req.path.iter().cloned())
+        .collect();
     Call::new(
         node.clone(),
         req.container_id.to_string(),
         req.netns.clone(),
         req.args.clone(),
-        req.path.clone(),
+        path,
         pod,
         kube,
         conf,
     )
 }
 
-/// The cluster network's chain with the runtime's capability arguments (`runtimeConfig`:
-/// portMappings, bandwidth, ips, mac, …) given to the plugins that declare them, as libcni
-/// would if the runtime called that chain itself.
-fn cluster_chain(conf: &PluginConf) -> Result<crate::cni::types::NetConfList, Error> {
-    let mut chain = crate::delegate::cluster_network(&conf.cluster_network)?;
+/// The cluster network — `clusterNetwork` or `delegates[0]`, found as Multus finds it (a path
+/// reads no API; a name asks for the NAD in `multusNamespace`, then a conf in `confDir`) — with
+/// the runtime's capability arguments (`runtimeConfig`: portMappings, bandwidth, ips, mac, …)
+/// given to the plugins that declare them, as libcni would if the runtime called that chain
+/// itself. `pod_default` is the pod's `v1.multus-cni.io/default-network`, which replaces it.
+async fn cluster_network(
+    conf: &PluginConf,
+    kube: Option<&crate::k8s::Client>,
+    pod_default: Option<&crate::config::NetworkSource>,
+) -> Result<Resolved, Error> {
+    let (what, source) = match pod_default {
+        Some(s) => (POD_DEFAULT_NETWORK, s),
+        None => ("clusterNetwork", &conf.cluster),
+    };
+    let mut found =
+        lookup(conf, kube)
+            .resolve(what, source)
+            .await
+            .map_err(|e| match pod_default {
+                Some(_) => Error::from(e).context(format!("pod annotation {POD_DEFAULT_NETWORK}")),
+                None => Error::from(e),
+            })?;
     if let Some(args) = conf.runtime_config.as_ref().and_then(Value::as_object) {
-        crate::delegate::inject_capabilities(&mut chain, args);
+        crate::delegate::inject_capabilities(&mut found.chain, args);
     }
-    Ok(chain)
+    Ok(found)
+}
+
+/// The pod annotation that replaces the cluster network for one pod (Multus').
+pub const POD_DEFAULT_NETWORK: &str = "v1.multus-cni.io/default-network";
+
+/// Where the config's network names are looked up.
+fn lookup<'a>(conf: &'a PluginConf, kube: Option<&'a crate::k8s::Client>) -> Lookup<'a> {
+    Lookup {
+        kube,
+        conf_dir: &conf.conf_dir,
+        namespace: &conf.multus_namespace,
+    }
+}
+
+/// Multus' `readinessindicatorfile`: wait until it exists, polling each second for up to 45 s
+/// as Multus does; then code 11, so the runtime tries again.
+async fn wait_ready(conf: &PluginConf) -> Result<(), Error> {
+    let Some(file) = &conf.readiness_indicator_file else {
+        return Ok(());
+    };
+    for i in 0..=45 {
+        if file.exists() {
+            return Ok(());
+        }
+        if i == 0 {
+            tracing::info!("waiting for readinessindicatorfile {}", file.display());
+        }
+        if i < 45 {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+    Err(Error::new(
+        Code::TryAgainLater,
+        "the cluster network is not ready",
+        format!(
+            "readinessindicatorfile {} did not appear within 45 s; is the cluster network's own \
+             agent running on this node?",
+            file.display()
+        ),
+    ))
 }
 
 /// A pod known only by reference (DEL and CHECK do not read the pod).

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use crate::cni::{Code, Error};
-use crate::config::PluginConf;
+use crate::config::{NetworkSource, PluginConf};
 use crate::delegate::{self, cache::Record};
 use crate::{k8s, netlink, netns};
 
@@ -19,13 +19,20 @@ pub(super) async fn status(
     node: &std::sync::Arc<crate::node::Node>,
     conf: &PluginConf,
 ) -> Result<(), Error> {
-    let cluster = delegate::cluster_network(&conf.cluster_network).map_err(|e| {
-        Error::new(
+    // Multus waits up to 45 s for the file here too; STATUS answers at once instead (the
+    // runtime asks again every few seconds, and a 45 s STATUS would stall its loop).
+    if let Some(file) = &conf.readiness_indicator_file
+        && !file.exists()
+    {
+        return Err(Error::new(
             Code::NotAvailable,
             "cluster network not ready",
-            Error::from(e).details,
-        )
-    })?;
+            format!(
+                "readinessindicatorfile {} does not exist yet",
+                file.display()
+            ),
+        ));
+    }
     if !conf.kubeconfig.is_file() {
         return Err(Error::new(
             Code::NotAvailable,
@@ -33,6 +40,14 @@ pub(super) async fn status(
             format!("{} does not exist", conf.kubeconfig.display()),
         ));
     }
+    let kube = match &conf.cluster {
+        NetworkSource::Path(_) | NetworkSource::Inline(_) => None,
+        _ => Some(node.kube(&conf.kubeconfig).await?),
+    };
+    let cluster = super::cluster_network(conf, kube.as_ref(), None)
+        .await
+        .map_err(|e| Error::new(Code::NotAvailable, "cluster network not ready", e.details))?
+        .chain;
 
     // Masters: the cluster network's, and those of every attachment recorded on this node.
     let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();

@@ -5,7 +5,9 @@
 mod builtin;
 pub mod cache;
 mod exec;
+pub mod networks;
 mod plan;
+pub mod routes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use crate::node::Node;
 use crate::{ipam, k8s, netlink, netns};
 
 pub use builtin::requested_ip;
-pub use plan::{Isolation, MAX_ATTACHMENTS, Planned, cluster_network, inject_capabilities, plan};
+pub use plan::{Isolation, MAX_ATTACHMENTS, Planned, inject_capabilities, plan};
 
 /// Why running a delegate failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +75,13 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong.
         why: String,
+    },
+    /// A network had to be read from the API server, and there is no client (DEL when the
+    /// kubeconfig is unusable). Retryable.
+    #[error("cannot read {what}: no connection to the API server")]
+    NoApi {
+        /// What was to be read.
+        what: String,
     },
     /// Under `namespaceIsolation`, the pod asked for a NAD of a namespace it may not use. A
     /// decision, not a failure.
@@ -400,6 +409,12 @@ pub struct NetworkStatus {
     /// Its MAC.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    /// Its MTU, when the result gives one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// The gateways of the result's default routes (Multus' `gateway`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gateway: Vec<String>,
     /// Whether this is the pod's default network.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub default: bool,
@@ -419,6 +434,18 @@ impl NetworkStatus {
             interface: ifname.into(),
             ips: result.addresses_of(ifname),
             mac: result.mac_of(ifname).map(str::to_string),
+            mtu: result
+                .interfaces
+                .iter()
+                .find(|i| i.name == ifname)
+                .and_then(|i| i.mtu)
+                .filter(|m| *m > 0),
+            gateway: result
+                .routes
+                .iter()
+                .filter(|r| r.dst.prefix() == 0)
+                .filter_map(|r| r.gw.map(|g| g.to_string()))
+                .collect(),
             default,
             dns: serde_json::to_value(&result.dns).unwrap_or_else(|_| serde_json::json!({})),
             note: None,

@@ -2,15 +2,15 @@
 //! unique, every network resolved to its config, before anything is created.
 
 use std::collections::HashSet;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::Error;
+use super::networks::{Lookup, Resolved};
 use crate::cni;
 use crate::cni::types::NetConfList;
-use crate::guest::Attachment;
+use crate::guest::{Attachment, NetworkRef};
 use crate::k8s;
 
 /// One extra network to attach, resolved.
@@ -26,24 +26,16 @@ pub struct Planned {
     /// without the capability), said in its network-status entry rather than dropped silently.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The pod's `default-route` for this network (Multus'): `Some` — even empty — means the
+    /// pod's default routes are placed by request (see `cmd::add`), `None` leaves them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_route: Option<Vec<std::net::IpAddr>>,
 }
 
 /// The versions libcni knows (`version.All` plus 1.1.0); a NAD naming another is refused.
 const KNOWN_VERSIONS: &[&str] = &[
     "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
 ];
-
-/// Read the cluster network's conf or conflist.
-pub fn cluster_network(path: &Path) -> Result<NetConfList, Error> {
-    let bad = |why: String| Error::ClusterNetwork {
-        path: path.to_path_buf(),
-        why,
-    };
-    let text =
-        crate::files::read_regular(path, cni::MAX_STDIN as u64).map_err(|e| bad(e.to_string()))?;
-    let v: Value = serde_json::from_slice(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
-    NetConfList::parse(&v).map_err(bad)
-}
 
 /// More extra networks than this for one pod is a runaway policy, not a request.
 pub const MAX_ATTACHMENTS: usize = 32;
@@ -60,13 +52,18 @@ pub enum Isolation {
 /// Validate the answer of delegation guest `decider` and resolve each network through the API.
 /// Everything that can be checked locally is, before the first request: a bad answer costs no
 /// API round trip, and no name from it reaches an API path unvalidated.
+///
+/// `defaults` are the node config's default networks, found already (they were offered to the
+/// guest by these references): an attachment naming one is that network, exempt from
+/// `namespaceIsolation` as in Multus (an admin's choice, not the pod's).
 pub async fn plan(
-    kube: &k8s::Client,
+    lookup: &Lookup<'_>,
     decider: &str,
     decided: Vec<Attachment>,
     cluster_ifname: &str,
     pod_namespace: &str,
     isolation: &Isolation,
+    defaults: &[(NetworkRef, Resolved)],
 ) -> Result<Vec<Planned>, Error> {
     if decided.len() > MAX_ATTACHMENTS {
         return Err(Error::Guest(invalid(
@@ -81,6 +78,18 @@ pub async fn plan(
     let mut seen: HashSet<String> = HashSet::from([cluster_ifname.to_string()]);
     let mut checked = Vec::with_capacity(decided.len());
     for (i, a) in decided.into_iter().enumerate() {
+        let ifname = a
+            .interface
+            .clone()
+            .unwrap_or_else(|| format!("net{}", i + 1));
+        if let Some((_, known)) = defaults
+            .iter()
+            .find(|(r, _)| r.namespace == a.network.namespace && r.name == a.network.name)
+        {
+            check_ifname(decider, &ifname, &known.name, &mut seen)?;
+            checked.push((known.name.clone(), ifname, a, Some(known.chain.clone())));
+            continue;
+        }
         // Validated as Kubernetes names before anything is built from them: a guest's text
         // never becomes an API path of its choosing.
         let at = k8s::ObjectRef::new(&a.network.namespace, &a.network.name).map_err(|e| {
@@ -93,22 +102,7 @@ pub async fn plan(
             ))
         })?;
         let network = at.to_string();
-        let ifname = a
-            .interface
-            .clone()
-            .unwrap_or_else(|| format!("net{}", i + 1));
-        if let Err(why) = cni::validate_ifname(&ifname) {
-            return Err(Error::Guest(invalid(
-                decider,
-                format!("interface {ifname:?} for {network} {why}"),
-            )));
-        }
-        if !seen.insert(ifname.clone()) {
-            return Err(Error::Guest(invalid(
-                decider,
-                format!("interface {ifname:?} is used twice (network {network})"),
-            )));
-        }
+        check_ifname(decider, &ifname, &network, &mut seen)?;
         if let Isolation::Namespaces(global) = isolation
             && a.network.namespace != pod_namespace
             && !global.contains(&a.network.namespace)
@@ -119,21 +113,14 @@ pub async fn plan(
                 global: global.clone(),
             });
         }
-        checked.push((network, ifname, a));
+        checked.push((network, ifname, a, None));
     }
     let mut out = Vec::with_capacity(checked.len());
-    for (network, ifname, a) in checked {
-        let config = kube
-            .network(&a.network.namespace, &a.network.name)
-            .await
-            .map_err(Error::Api)?;
-        let mut chain = NetConfList::parse(&config).map_err(|why| {
-            Error::Api(k8s::Error::BadNetworkConfig {
-                namespace: a.network.namespace.clone(),
-                name: a.network.name.clone(),
-                why,
-            })
-        })?;
+    for (network, ifname, a, known) in checked {
+        let mut chain = match known {
+            Some(chain) => chain,
+            None => lookup.nad(&a.network.namespace, &a.network.name).await?,
+        };
         if !KNOWN_VERSIONS.contains(&chain.cni_version.as_str()) {
             return Err(Error::Config {
                 network,
@@ -148,6 +135,23 @@ pub async fn plan(
             network: network.clone(),
             why,
         })?;
+        let default_route = a
+            .default_route
+            .as_ref()
+            .map(|gws| {
+                gws.iter()
+                    .map(|g| {
+                        g.parse::<std::net::IpAddr>().map_err(|_| Error::Config {
+                            network: network.clone(),
+                            why: format!(
+                                "default-route {:?} is not an IP address",
+                                crate::guest::clamp(g)
+                            ),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
         // Everything local about the chain is checked now, before the first side effect (the
         // cluster network is attached only after the whole plan is known to be usable).
         for i in 0..chain.plugins.len() {
@@ -160,9 +164,61 @@ pub async fn plan(
             ifname,
             chain,
             note,
+            default_route,
         });
     }
+    // Multus' CheckGatewayConfig: one default gateway per family across the pod, no ECMP.
+    for v4 in [true, false] {
+        let asking: Vec<String> = out
+            .iter()
+            .flat_map(|p| {
+                p.default_route
+                    .iter()
+                    .flatten()
+                    .filter(move |g| g.is_ipv4() == v4)
+                    .map(move |g| format!("{g} ({})", p.network))
+            })
+            .collect();
+        if asking.len() > 1 {
+            return Err(Error::Config {
+                network: out
+                    .iter()
+                    .find(|p| p.default_route.is_some())
+                    .map(|p| p.network.clone())
+                    .unwrap_or_default(),
+                why: format!(
+                    "default-route asks for {} IPv{} default gateways ({}); one per family is \
+                     allowed (no ECMP, as in Multus)",
+                    asking.len(),
+                    if v4 { 4 } else { 6 },
+                    asking.join(", ")
+                ),
+            });
+        }
+    }
     Ok(out)
+}
+
+/// Interface `ifname` for `network` is legal and not taken yet.
+fn check_ifname(
+    decider: &str,
+    ifname: &str,
+    network: &str,
+    seen: &mut HashSet<String>,
+) -> Result<(), Error> {
+    if let Err(why) = cni::validate_ifname(ifname) {
+        return Err(Error::Guest(invalid(
+            decider,
+            format!("interface {ifname:?} for {network} {why}"),
+        )));
+    }
+    if !seen.insert(ifname.to_string()) {
+        return Err(Error::Guest(invalid(
+            decider,
+            format!("interface {ifname:?} is used twice (network {network})"),
+        )));
+    }
+    Ok(())
 }
 
 fn invalid(decider: &str, why: String) -> crate::guest::Error {
@@ -172,10 +228,11 @@ fn invalid(decider: &str, why: String) -> crate::guest::Error {
     }
 }
 
-/// Pass the pod's per-network requests to the chain the way Multus does: `ips` and `mac` as
-/// capability arguments (to the plugins that declare them), `cni-args` as `args.cni`. Values
-/// that are not an address or a MAC are refused; a request no plugin declares a capability for
-/// is returned as a note (libcni and Multus drop it silently).
+/// Pass the pod's per-network requests to the chain the way Multus does: `ips`, `mac` and the
+/// guest's other capability arguments (`portMappings`, `bandwidth`, `infinibandGUID`,
+/// `deviceID`) as capability arguments (to the plugins that declare them), `cni-args` as
+/// `args.cni`. Values that are not an address or a MAC are refused; a request no plugin
+/// declares a capability for is returned as a note (libcni and Multus drop it silently).
 fn fold_requests(chain: &mut NetConfList, a: &Attachment) -> Result<Option<String>, String> {
     // The same readers the built-in plugins apply, for every chain (exec'd plugins too).
     for ip in &a.ips {
@@ -191,13 +248,25 @@ fn fold_requests(chain: &mut NetConfList, a: &Attachment) -> Result<Option<Strin
                 .is_some_and(|v| v == &Value::Bool(true))
         })
     };
-    let mut unused = Vec::new();
-    if !a.ips.is_empty() && !declares("ips") {
-        unused.push("ips");
+    let extra_caps = match &a.capability_args {
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(m)) => m,
+            _ => return Err("capability-args is not a JSON object".into()),
+        },
+        None => Map::new(),
+    };
+    let mut caps = extra_caps;
+    if !a.ips.is_empty() {
+        caps.insert("ips".into(), json!(a.ips));
     }
-    if a.mac.is_some() && !declares("mac") {
-        unused.push("mac");
+    if let Some(mac) = &a.mac {
+        caps.insert("mac".into(), json!(mac));
     }
+    let unused: Vec<&str> = caps
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !declares(k))
+        .collect();
     let note = (!unused.is_empty()).then(|| {
         format!(
             "requested {} not applied: no plugin of this network declares the capability",
@@ -211,13 +280,6 @@ fn fold_requests(chain: &mut NetConfList, a: &Attachment) -> Result<Option<Strin
         ),
         None => None,
     };
-    let mut caps = Map::new();
-    if !a.ips.is_empty() {
-        caps.insert("ips".into(), json!(a.ips));
-    }
-    if let Some(mac) = &a.mac {
-        caps.insert("mac".into(), json!(mac));
-    }
     inject_capabilities(chain, &caps);
     if let Some(args) = &extra_args {
         for p in &mut chain.plugins {
@@ -251,7 +313,6 @@ pub fn inject_capabilities(chain: &mut NetConfList, args: &Map<String, Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guest::NetworkRef;
 
     /// A client whose API server never answers (port 1 on loopback): a plan that reaches it
     /// fails as unreachable, one refused earlier never asks.
@@ -267,6 +328,14 @@ mod tests {
         (dir, c)
     }
 
+    fn lookup(kube: &k8s::Client) -> Lookup<'_> {
+        Lookup {
+            kube: Some(kube),
+            conf_dir: std::path::Path::new("/nonexistent"),
+            namespace: "kube-system",
+        }
+    }
+
     fn asking(namespace: &str, name: &str, interface: Option<&str>) -> Attachment {
         Attachment {
             network: NetworkRef {
@@ -276,8 +345,9 @@ mod tests {
             interface: interface.map(str::to_string),
             ips: Vec::new(),
             mac: None,
-            default_route: Vec::new(),
+            default_route: None,
             cni_args: None,
+            capability_args: None,
         }
     }
 
@@ -303,9 +373,17 @@ mod tests {
             (asking("default", "net", Some("lo")), "reserved"),
             (asking("default", "net", Some("all")), "reserved"),
         ] {
-            let e = plan(&kube, "g", vec![a], "eth0", "default", &Isolation::Off)
-                .await
-                .unwrap_err();
+            let e = plan(
+                &lookup(&kube),
+                "g",
+                vec![a],
+                "eth0",
+                "default",
+                &Isolation::Off,
+                &[],
+            )
+            .await
+            .unwrap_err();
             assert!(
                 matches!(&e, Error::Guest(crate::guest::Error::Invalid { why, .. }) if why.contains(mentions)),
                 "want {mentions:?}: {e}"
@@ -314,12 +392,13 @@ mod tests {
         }
         // A valid answer does reach the API (which is not there).
         let e = plan(
-            &kube,
+            &lookup(&kube),
             "g",
             vec![asking("default", "net-a", None)],
             "eth0",
             "default",
             &Isolation::Off,
+            &[],
         )
         .await
         .unwrap_err();

@@ -247,8 +247,13 @@ impl Client {
             .map_err(|e| Error::from_kube(format!("annotating pod {namespace}/{name}"), e))
     }
 
-    /// The network config of NetworkAttachmentDefinition `namespace/name`.
-    pub async fn network(&self, namespace: &str, name: &str) -> Result<serde_json::Value, Error> {
+    /// The network config of NetworkAttachmentDefinition `namespace/name`; `None` when its
+    /// `spec.config` is empty (the network is then the conf file of that name in `confDir`).
+    pub async fn network(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>, Error> {
         let api: Api<NetworkAttachmentDefinition> = Api::namespaced(self.kube.clone(), namespace);
         let nad = match api.get(name).await {
             Ok(n) => n,
@@ -270,13 +275,9 @@ impl Client {
             name: name.into(),
             why,
         };
-        let text = nad
-            .spec
-            .config
-            .filter(|c| !c.trim().is_empty())
-            .ok_or_else(|| {
-                bad("spec.config is empty (config files on the node are not supported yet)".into())
-            })?;
+        let Some(text) = nad.spec.config.filter(|c| !c.trim().is_empty()) else {
+            return Ok(None);
+        };
         let mut config: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| bad(format!("spec.config is not JSON: {e}")))?;
         // As Multus does: a config without a name is named after its NAD.
@@ -288,7 +289,7 @@ impl Client {
         {
             obj.insert("name".into(), serde_json::Value::String(name.to_string()));
         }
-        Ok(config)
+        Ok(Some(config))
     }
 
     /// `data` and `binaryData` of ConfigMap `namespace/name`; empty when it does not exist.

@@ -497,6 +497,80 @@ pub async fn configure(
     Ok(mac)
 }
 
+/// Make `gateways` the default routes through `ifname` (Multus' `DeleteDefaultGW` then
+/// `SetDefaultGW`): every default route of the main table that leaves through it, of either
+/// family, is deleted, then one is added through each gateway (one that exists already is
+/// kept). An empty `gateways` leaves `ifname` with no default route.
+pub async fn set_default_routes(
+    h: &Handle,
+    ifname: &str,
+    gateways: &[IpAddr],
+) -> Result<(), Error> {
+    let err = |step: String| Error::step(step, ifname);
+    let (index, _) = find(h, ifname)
+        .await
+        .map_err(err("looking up the link".into()))?
+        .ok_or_else(|| err("looking up the link".into())(rtnetlink::Error::RequestFailed))?;
+    let queries: [RouteMessage; 2] = [
+        RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+        RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+    ];
+    let mut defaults = Vec::new();
+    for q in queries {
+        let mut stream = h.route().get(q).execute();
+        while let Some(r) = stream
+            .try_next()
+            .await
+            .map_err(err("listing routes".into()))?
+        {
+            let main = r.header.table == 254
+                || r.attributes
+                    .iter()
+                    .any(|a| matches!(a, RouteAttribute::Table(254)));
+            let through = r
+                .attributes
+                .iter()
+                .any(|a| matches!(a, RouteAttribute::Oif(i) if *i == index));
+            if main && through && r.header.destination_prefix_length == 0 {
+                defaults.push(r);
+            }
+        }
+    }
+    for r in defaults {
+        h.route()
+            .del(r)
+            .execute()
+            .await
+            .map_err(err("deleting a default route".into()))?;
+    }
+    for g in gateways {
+        let b = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(
+                if g.is_ipv4() {
+                    IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+                } else {
+                    IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+                },
+                0,
+            )
+            .map_err(|e| {
+                err(format!("default route via {g}: {e}"))(rtnetlink::Error::RequestFailed)
+            })?
+            .output_interface(index)
+            .gateway(*g)
+            .map_err(|e| {
+                err(format!("default route via {g}: {e}"))(rtnetlink::Error::RequestFailed)
+            })?
+            .build();
+        match h.route().add(b).execute().await {
+            Ok(()) => {}
+            Err(e) if is_errno(&e, EEXIST) => {}
+            Err(e) => return Err(err(format!("adding the default route via {g}"))(e)),
+        }
+    }
+    Ok(())
+}
+
 /// Delete `ifname` in `h`'s namespace. A link that is already gone is success.
 pub async fn delete(h: &Handle, ifname: &str) -> Result<(), Error> {
     let err = |step: &str| Error::step(step.to_string(), ifname);

@@ -15,7 +15,8 @@ fn attach(namespace: &str, name: &str, interface: Option<&str>) -> Attachment {
         interface: interface.map(str::to_string),
         ips: Vec::new(),
         mac: None,
-        default_route: Vec::new(),
+        default_route: None,
+        capability_args: None,
         cni_args: None,
     }
 }
