@@ -34,6 +34,10 @@ for crd in ippools.whereabouts.cni.cncf.io overlappingrangeipreservations.wherea
 done
 
 # RBAC of system:serviceaccount:kube-system:wasmcni
+expect "wasmcni can-i patch pods/status -n default: yes" yes \
+    "${W[@]}" auth can-i patch pods --subresource=status -n default
+expect "wasmcni can-i update pods/status -n default: no" no \
+    "${W[@]}" auth can-i update pods --subresource=status -n default
 expect "whoami is the wasmcni SA" system:serviceaccount:kube-system:wasmcni \
     "${W[@]}" auth whoami -o 'jsonpath={.status.userInfo.username}'
 while read -r want verb res ns; do
@@ -42,7 +46,7 @@ done <<'EOF'
 yes get pods default
 no list pods default
 no watch pods default
-yes patch pods default
+no patch pods default
 no create pods default
 no delete pods default
 no update pods default

@@ -311,7 +311,8 @@ write_kubeconfig "$STATE/reconciler.kubeconfig" "https://127.0.0.1:$APISERVER_PO
 
 # sanity: the plugin identity has exactly the expected rights
 can() { "$BIN/kubectl" --kubeconfig "$STATE/wasmcni.kubeconfig" auth can-i "$@" 2>/dev/null || true; }
-[[ "$(can patch pods)" == yes ]] || die "wasmcni SA cannot patch pods (RBAC broken)"
+[[ "$(can patch pods --subresource=status)" == yes ]] || die "wasmcni SA cannot patch pods/status (RBAC broken)"
+[[ "$(can patch pods)" == no ]] || die "wasmcni SA can patch pods (RBAC too broad)"
 [[ "$(can create pods)" == no ]] || die "wasmcni SA can create pods (RBAC too broad)"
 [[ "$(can patch ippools.whereabouts.cni.cncf.io)" == yes ]] || die "wasmcni SA cannot patch ippools"
 

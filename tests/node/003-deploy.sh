@@ -135,6 +135,10 @@ status_of dep-a >"$WORK/status-a.json"
 check_json "network-status (written with the DaemonSet's token): cbr0 on eth0, the NAD on net1" "$WORK/status-a.json" \
     'length==2 and .[0].name=="cbr0" and .[0].default==true and .[1].name=="default/seed-macvlan" and .[1].interface=="net1"
        and (.[1].ips[0]|startswith("172.16.1."))'
+kc get pod dep-a -o json --show-managed-fields >"$WORK/pod-a.json"
+check_json "network-status was written through pods/status, which deploy/network-status-policy.yaml guards" "$WORK/pod-a.json" \
+    '[.metadata.managedFields[]|select(.subresource=="status")|.fieldsV1["f:metadata"]["f:annotations"]|objects|has("f:k8s.v1.cni.cncf.io/network-status")]|any'
+check "the policy is in force (applied by apply -k)" kc get validatingadmissionpolicybinding wasmcni-network-status -o name
 ip_b=$(status_of dep-b | jq -r '.[1].ips[0]')
 check "pod dep-a reaches pod dep-b over net1" in_pod dep-a ping -c 2 -W 2 -I net1 "$ip_b"
 
@@ -194,6 +198,9 @@ check_eq "wasmcni uninstall on the node removes the conflist, the identity and t
 check_eq "the conf dir holds the cluster network's conf alone, unchanged" "10-cbr0.conflist $cbr0_sum" \
     "$(ls -A "$CNI_CONF_DIR") $(sha256sum <"$CNI_CONF_DIR/10-cbr0.conflist")"
 check "no wasmcni in the CNI bin dir" test ! -e "$CNI_BIN_DIR/wasmcni"
+# The tier's other scenarios install wasmcni by hand with the test cluster's token, which is
+# bound to no pod and names no node: the policy would (rightly) refuse its status writes.
+kc delete -f "$REPO/deploy/network-status-policy.yaml" >/dev/null
 adds1=$(cni_calls ADD)
 node_pod dep-plain ""
 defer "kc delete pod dep-plain --ignore-not-found --wait=false"

@@ -241,7 +241,10 @@ impl Client {
     ) -> Result<(), Error> {
         let api: Api<Pod> = Api::namespaced(self.kube.clone(), namespace);
         let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        // Through pods/status, as Multus writes it: the subresource a node's identity may be
+        // given without the right to change a pod's spec (its image) or to create pods. A
+        // merge patch names no resourceVersion, so it never conflicts (Multus' PUT retries).
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map(drop)
             .map_err(|e| Error::from_kube(format!("annotating pod {namespace}/{name}"), e))
