@@ -482,7 +482,7 @@ fn inspect(file: &PathBuf) -> anyhow::Result<()> {
     println!(
         "world    {}",
         i.world.unwrap_or(
-            "(not a wasmcni policy: exports neither wasmcni:policy/ipam nor /delegation)"
+            "(not a wasmcni policy of this host: exports neither wasmcni:policy/ipam nor /delegation at the version this host binds, see the exports below)"
         )
     );
     for e in &i.exports {

@@ -48,13 +48,19 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, wasmtime::Error> {
     })
 }
 
+/// The version of `wit/policy.wit` this host binds: a guest built against another one (a
+/// `wasmcni:policy@0.1.0` policy) does not load, and `guest inspect` says which it has.
+pub const WIT_VERSION: &str = "0.2.0";
+
 fn world_of(exports: &[String]) -> Option<&'static str> {
-    if exports.iter().any(|e| e == "wasmcni:policy/ipam@0.1.0") {
+    let has = |iface: &str| {
+        exports
+            .iter()
+            .any(|e| *e == format!("wasmcni:policy/{iface}@{WIT_VERSION}"))
+    };
+    if has("ipam") {
         Some("ipam-policy")
-    } else if exports
-        .iter()
-        .any(|e| e == "wasmcni:policy/delegation@0.1.0")
-    {
+    } else if has("delegation") {
         Some("delegation-policy")
     } else {
         None
@@ -576,5 +582,19 @@ impl Loaded {
             name: self.name.clone(),
             why: clamp(why),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wit_version_is_the_packages() {
+        let wit = include_str!("../../../wit/policy.wit");
+        assert!(
+            wit.contains(&format!("package wasmcni:policy@{WIT_VERSION};")),
+            "wit/policy.wit and guest::WIT_VERSION disagree"
+        );
     }
 }
