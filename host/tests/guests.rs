@@ -92,7 +92,7 @@ fn multus_default_json_form_and_defaults_first() {
 #[test]
 fn multus_default_no_annotation_means_cluster_network_only() {
     assert!(decide(None, vec![]).unwrap().is_empty());
-    assert!(decide(Some("  "), vec![]).unwrap().is_empty());
+    assert!(decide(Some(""), vec![]).unwrap().is_empty());
 }
 
 #[test]
@@ -103,7 +103,9 @@ fn multus_default_refuses_bad_annotations() {
         "net-a,,net-b",
         "ns/",
         "Net-A",
-        "net-a@eth_0",
+        "net-a@sixteen-chars-xx",
+        // Multus: blanks name an empty network (refused at its NAD lookup).
+        "  ",
         "[{\"namespace\":\"x\"}]",
         "[{\"name\":1}]",
         "[nope",

@@ -75,9 +75,8 @@ fn parse_element(element: &str, pod_namespace: &str) -> Result<Attachment, Denia
     if name.is_empty() {
         return Err(bad("empty network name".into()));
     }
-    if interface == Some("") {
-        return Err(bad("empty interface name after '@'".into()));
-    }
+    // Multus: `net@` is `net` with the interface left to the host.
+    let interface = interface.filter(|i| !i.is_empty());
     for part in [namespace, name] {
         if !part.is_empty() && !is_dns_label(part) {
             return Err(bad(format!(
@@ -349,7 +348,7 @@ mod tests {
         assert!(decide("a,,b").is_err());
         assert!(decide("ns/net@if@x").is_err());
         assert!(decide("a/b/c").is_err());
-        assert!(decide("net@").is_err());
+        assert_eq!(decide("net@").unwrap()[0].interface, None);
     }
 
     /// What Multus' parsePodNetworkObjectName accepts and refuses, element by element.

@@ -105,6 +105,9 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
         name: cluster_name,
         chain: cluster,
     } = cluster;
+    for att in &plan {
+        call.extend_args(&att.ifname, &att.args);
+    }
 
     // 4. Written down before anything is created: DEL must find it even if we die next.
     let dir = call.conf.cni_dir.clone();

@@ -59,6 +59,8 @@ pub(super) async fn check(
     let call = call(node, req, conf, pod_stub(&pod, None), kube);
     delegate::check_chain(&call, &rec.cluster.name, &rec.cluster, &rec.ifname, &given).await?;
     for (att, prev) in rec.attachments.iter().zip(&rec.results) {
+        // The plugins see the CNI_ARGS they saw at ADD (MAC=, IP= of the pod's requests).
+        call.extend_args(&att.ifname, &att.args);
         let prev = prev.as_ref().ok_or_else(|| {
             Error::new(
                 Code::UnknownContainer,

@@ -92,6 +92,8 @@ pub(super) async fn del(
 pub(super) async fn undo(call: &Call, rec: &Record) -> Result<(), Error> {
     let mut first: Option<Error> = None;
     for (i, att) in rec.attachments.iter().enumerate().rev() {
+        // The plugins see the CNI_ARGS they saw at ADD (MAC=, IP= of the pod's requests).
+        call.extend_args(&att.ifname, &att.args);
         let prev = rec.results.get(i).and_then(Option::as_ref);
         if let Err(e) = delegate::del_chain(call, &att.network, &att.chain, &att.ifname, prev).await
         {

@@ -64,9 +64,29 @@ pub struct CniArgs {
     pub ip: Option<String>,
     /// GATEWAY: their gateways (comma-separated).
     pub gateway: Option<String>,
+    /// MAC: the interface's MAC (the reference macvlan reads it; Multus passes a network
+    /// selection's `mac` this way).
+    pub mac: Option<String>,
 }
 
 impl CniArgs {
+    /// These args with `pairs` appended, as Multus appends a network selection's `mac` and
+    /// `ips` (`MAC=`, `IP=`) for that network's plugins: a later pair wins.
+    pub fn with(&self, pairs: &[(String, String)]) -> CniArgs {
+        if pairs.is_empty() {
+            return self.clone();
+        }
+        let mut raw = self.raw.clone();
+        for (k, v) in pairs {
+            if !raw.is_empty() {
+                raw.push(';');
+            }
+            raw.push_str(&format!("{k}={v}"));
+        }
+        // Every pair was KEY=VALUE already, and the values are the host's (validated).
+        CniArgs::parse(&raw).unwrap_or_else(|_| self.clone())
+    }
+
     fn parse(raw: &str) -> Result<Self, Error> {
         let mut args = CniArgs {
             raw: raw.to_string(),
@@ -89,6 +109,7 @@ impl CniArgs {
                 "K8S_POD_INFRA_CONTAINER_ID" => &mut args.infra_container_id,
                 "IP" => &mut args.ip,
                 "GATEWAY" => &mut args.gateway,
+                "MAC" => &mut args.mac,
                 // IgnoreUnknown and anything else: ours to ignore, delegates still get them.
                 _ => continue,
             };

@@ -88,8 +88,16 @@ fn parse(network: &str, conf: &Value, args: &CniArgs) -> Result<Parsed, Error> {
         Some(v) if v.as_object().is_some_and(|o| o.is_empty()) => Ipam::None,
         Some(v) => match v.get("type").and_then(Value::as_str) {
             Some(t) if ipam::is_builtin(t) => {
+                // An address both requested by capability (allocated from the range) and in
+                // CNI_ARGS IP (Multus passes the same request both ways) is the request alone.
+                let static_ips = args.ip.as_deref().map(|list| {
+                    list.split(',')
+                        .filter(|i| !c.runtime_config.ips.iter().any(|r| r == i.trim()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                });
                 let ic = IpamConf::load(v)
-                    .and_then(|ic| ic.with_cni_args(args.ip.as_deref(), args.gateway.as_deref()))
+                    .and_then(|ic| ic.with_cni_args(static_ips.as_deref(), args.gateway.as_deref()))
                     .map_err(Error::from)?;
                 if let Some(k) = &ic.kubeconfig {
                     // Documented (README key table): the node's identity writes the pools.
@@ -105,7 +113,19 @@ fn parse(network: &str, conf: &Value, args: &CniArgs) -> Result<Parsed, Error> {
             _ => return Err(bad("ipam.type is required".into())),
         },
     };
-    let mac = match c.runtime_config.mac.as_ref().or(c.mac.as_ref()) {
+    // As the reference macvlan: the capability argument, else CNI_ARGS' MAC, else the key
+    // (an ipvlan link has its master's MAC, and the reference ipvlan ignores CNI_ARGS' MAC).
+    let from_args = args
+        .mac
+        .as_ref()
+        .filter(|_| !matches!(kind, LinkKind::Ipvlan(_)));
+    let mac = match c
+        .runtime_config
+        .mac
+        .as_ref()
+        .or(from_args)
+        .or(c.mac.as_ref())
+    {
         None => None,
         Some(_) if matches!(kind, LinkKind::Ipvlan(_)) => {
             return Err(bad(
@@ -228,7 +248,7 @@ pub async fn add(
     conf: &Value,
     ifname: &str,
 ) -> Result<CniResult, Error> {
-    let p = parse(network, conf, &call.args)?;
+    let p = parse(network, conf, &call.args_for(ifname))?;
     let netns_path = call.netns.clone().ok_or_else(|| Error::Config {
         network: network.into(),
         why: "CNI_NETNS is required".into(),
@@ -296,7 +316,7 @@ pub async fn add(
 
 /// Release the address and delete the link. Everything absent is success; every step runs.
 pub async fn del(call: &Call, network: &str, conf: &Value, ifname: &str) -> Result<(), Error> {
-    let p = parse(network, conf, &call.args)?;
+    let p = parse(network, conf, &call.args_for(ifname))?;
     let released = release(call, network, &p.ipam, conf, ifname).await;
     let deleted = match &call.netns {
         Some(path) => match Netns::open(path) {
@@ -317,7 +337,7 @@ pub async fn del(call: &Call, network: &str, conf: &Value, ifname: &str) -> Resu
 /// still recorded for this container in the IPPool (or the exec'd IPAM's own CHECK). The first
 /// difference is reported as drift, naming what was expected and what is there.
 pub async fn check(call: &Call, network: &str, conf: &Value, ifname: &str) -> Result<(), Error> {
-    let p = parse(network, conf, &call.args)?;
+    let p = parse(network, conf, &call.args_for(ifname))?;
     let drift = |what: String| Error::Drift {
         network: network.into(),
         ifname: ifname.into(),

@@ -55,7 +55,7 @@ pub async fn run(
     cmd.env("CNI_COMMAND", verb.as_str())
         .env("CNI_CONTAINERID", &call.container_id)
         .env("CNI_IFNAME", ifname)
-        .env("CNI_ARGS", &call.args.raw)
+        .env("CNI_ARGS", call.args_for(ifname).raw)
         .env(
             "CNI_PATH",
             std::env::join_paths(&call.path).unwrap_or_default(),

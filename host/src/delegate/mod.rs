@@ -190,6 +190,9 @@ pub struct Call {
     pub pins: tokio::sync::OnceCell<Pins>,
     /// Notes for the pod's network-status, by interface (e.g. a policy fallback).
     pub notes: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// CNI_ARGS of one interface's plugins where they differ from the call's (Multus' `MAC=`
+    /// and `IP=` for a network selection's `mac` and `ips`), by interface.
+    args_by_ifname: std::sync::Mutex<std::collections::BTreeMap<String, CniArgs>>,
 }
 
 impl Call {
@@ -220,6 +223,7 @@ impl Call {
             conf,
             pins: tokio::sync::OnceCell::new(),
             notes: Default::default(),
+            args_by_ifname: Default::default(),
         }
     }
 
@@ -284,6 +288,26 @@ impl Call {
     /// The note recorded for `ifname`, if any.
     pub fn note_for(&self, ifname: &str) -> Option<String> {
         self.notes.lock().ok().and_then(|n| n.get(ifname).cloned())
+    }
+
+    /// Give `ifname`'s plugins the call's CNI_ARGS with `pairs` appended.
+    pub fn extend_args(&self, ifname: &str, pairs: &[(String, String)]) {
+        if pairs.is_empty() {
+            return;
+        }
+        let args = self.args.with(pairs);
+        if let Ok(mut m) = self.args_by_ifname.lock() {
+            m.insert(ifname.to_string(), args);
+        }
+    }
+
+    /// The CNI_ARGS of `ifname`'s plugins.
+    pub fn args_for(&self, ifname: &str) -> CniArgs {
+        self.args_by_ifname
+            .lock()
+            .ok()
+            .and_then(|m| m.get(ifname).cloned())
+            .unwrap_or_else(|| self.args.clone())
     }
 }
 

@@ -26,6 +26,11 @@ pub struct Planned {
     /// without the capability), said in its network-status entry rather than dropped silently.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// CNI_ARGS pairs for this network's plugins on ADD: Multus passes a selection's `mac` and
+    /// `ips` as `MAC=` and `IP=` besides the capabilities (the reference macvlan and
+    /// host-local read them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<(String, String)>,
     /// The pod's `default-route` for this network (Multus'): `Some` — even empty — means the
     /// pod's default routes are placed by request (see `cmd::add`), `None` leaves them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,11 +164,19 @@ pub async fn plan(
                 super::builtin::validate(&network, &chain.plugin_conf(i, None))?;
             }
         }
+        let mut args = Vec::new();
+        if let Some(mac) = &a.mac {
+            args.push(("MAC".to_string(), mac.clone()));
+        }
+        if !a.ips.is_empty() {
+            args.push(("IP".to_string(), a.ips.join(",")));
+        }
         out.push(Planned {
             network,
             ifname,
             chain,
             note,
+            args,
             default_route,
         });
     }
@@ -262,10 +275,12 @@ fn fold_requests(chain: &mut NetConfList, a: &Attachment) -> Result<Option<Strin
     if let Some(mac) = &a.mac {
         caps.insert("mac".into(), json!(mac));
     }
+    // `ips` and `mac` also reach the plugins as CNI_ARGS (see `Planned::args`): only the other
+    // requests can go unheard.
     let unused: Vec<&str> = caps
         .keys()
         .map(String::as_str)
-        .filter(|k| !declares(k))
+        .filter(|k| !matches!(*k, "ips" | "mac") && !declares(k))
         .collect();
     let note = (!unused.is_empty()).then(|| {
         format!(
@@ -418,8 +433,15 @@ mod tests {
         let mut a = asking("default", "n", None);
         a.ips = vec!["10.0.0.5/24".into()];
         a.mac = Some("02:00:00:00:00:01".into());
+        // ips and mac also go as CNI_ARGS (MAC=, IP=), which plugins read without a capability.
+        assert_eq!(fold_requests(&mut chain(), &a).unwrap(), None);
+        a.capability_args = Some(r#"{"portMappings":[],"bandwidth":{}}"#.into());
         let note = fold_requests(&mut chain(), &a).unwrap().unwrap();
-        assert!(note.contains("ips and mac not applied"), "{note}");
+        assert!(
+            note.contains("bandwidth and portMappings not applied"),
+            "{note}"
+        );
+        a.capability_args = None;
         a.ips = vec!["10.0.0.300".into()];
         assert!(fold_requests(&mut chain(), &a).unwrap_err().contains("ips"));
         a.ips.clear();

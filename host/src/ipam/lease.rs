@@ -126,10 +126,12 @@ pub async fn verify<S: PoolStore>(
 ) -> Result<Result<(), String>, Error> {
     let pools = conf.pools()?;
     for ip in addresses {
+        // A static address (the config's, or CNI_ARGS IP's) is recorded nowhere, even inside
+        // a range (whereabouts adds it beside the range's own).
+        if conf.addresses.iter().any(|s| s.address == *ip) {
+            continue;
+        }
         let Some(pool) = pools.iter().find(|p| p.range.offset_of(ip.ip()).is_some()) else {
-            if conf.addresses.iter().any(|s| s.address == *ip) {
-                continue; // a static address: nothing is recorded
-            }
             return Ok(Err(format!("{ip} is in none of this network's ranges")));
         };
         match holder(store, &object_of(pool, ip.ip()), namespace, ip.ip()).await? {
