@@ -96,20 +96,22 @@ impl NetworkSource {
         if text.starts_with('/') {
             return Ok(NetworkSource::Path(PathBuf::from(text)));
         }
+        // Names are checked as Kubernetes names where they are looked up (delegate::networks):
+        // this layer knows no API.
         match text.split_once('/') {
             None => Ok(NetworkSource::Name(text.to_string())),
-            Some((namespace, name)) => {
-                let r = crate::k8s::ObjectRef::new(namespace, name).map_err(|e| {
-                    format!(
-                        "{text:?} is neither an absolute path nor a NetworkAttachmentDefinition \
-                         (NAME or NAMESPACE/NAME): {e}"
-                    )
-                })?;
+            Some((namespace, name))
+                if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>
+            {
                 Ok(NetworkSource::Nad {
-                    namespace: r.namespace().into(),
-                    name: r.name().into(),
+                    namespace: namespace.into(),
+                    name: name.into(),
                 })
             }
+            Some(_) => Err(format!(
+                "{text:?} is neither an absolute path nor a NetworkAttachmentDefinition \
+                 (NAME or NAMESPACE/NAME)"
+            )),
         }
     }
 }
@@ -582,7 +584,7 @@ mod tests {
                 "defaultNetworks",
             ),
             (
-                r#", "clusterNetwork": "/c", "defaultNetworks": ["a/B"]"#,
+                r#", "clusterNetwork": "/c", "defaultNetworks": ["a/"]"#,
                 "defaultNetworks",
             ),
             (

@@ -306,7 +306,7 @@ impl Reconciler {
     async fn event(&self, object: ObjectReference, msg: &str) {
         if let Err(e) = self
             .kube
-            .event(object, "AddressReleased", msg, COMPONENT)
+            .event(object, false, "AddressReleased", msg, COMPONENT)
             .await
         {
             tracing::warn!("event for {msg:?}: {e}");

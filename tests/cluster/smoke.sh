@@ -71,7 +71,9 @@ no get configmaps/kube-proxy kube-system
 no list configmaps kube-system
 no get configmaps/wasmcni-guests default
 no create configmaps kube-system
-no create events default
+yes create events default
+no update events default
+no list events default
 no get secrets kube-system
 EOF
 
@@ -113,8 +115,18 @@ expect "wasmcni reads the NAD config" ipvlan-net \
 expect "wasmcni reads the pod networks annotation" ipvlan-net \
     "${W[@]}" get pod smoke-pod -n default -o 'jsonpath={.metadata.annotations.k8s\.v1\.cni\.cncf\.io/networks}'
 STATUS='[{"name":"default/ipvlan-net","interface":"net1","ips":["172.16.1.1"],"mac":"02:00:00:00:00:01","dns":{}}]'
-check "wasmcni patches the network-status annotation" "${W[@]}" patch pod smoke-pod -n default --type=merge \
-    -p "{\"metadata\":{\"annotations\":{\"k8s.v1.cni.cncf.io/network-status\":$(printf '%s' "$STATUS" | sed 's/\\/\\\\/g; s/"/\\"/g; s/^/"/; s/$/"/')}}}"
+# As wasmcni writes it: one merge PATCH of pods/status (kubectl patch would GET pods/status
+# first, which the identity may not).
+status_patch() {
+    local server token
+    server=$(sed -n 's/^\s*server: //p' "$WASMCNI_KUBECONFIG")
+    token=$(sed -n 's/^\s*token: //p' "$WASMCNI_KUBECONFIG")
+    curl -sSf -o /dev/null --cacert "$(dirname "$WASMCNI_KUBECONFIG")/pki/ca.crt" \
+        -H "Authorization: Bearer $token" -H 'Content-Type: application/merge-patch+json' \
+        -X PATCH "$server/api/v1/namespaces/default/pods/smoke-pod/status" --data-binary "$1"
+}
+check "wasmcni patches the network-status annotation through pods/status" status_patch \
+    "$(jq -cn --arg s "$STATUS" '{metadata: {annotations: {"k8s.v1.cni.cncf.io/network-status": $s}}}')"
 expect "network-status annotation stored" "$STATUS" \
     "${A[@]}" get pod smoke-pod -n default -o 'jsonpath={.metadata.annotations.k8s\.v1\.cni\.cncf\.io/network-status}'
 

@@ -82,28 +82,37 @@ check_json "network-status is written through the pods/status subresource (manag
 check_grep "logLevel verbose: the call's info lines reach logFile" 'CNI ADD container' "$(cat "$WORK/multus.log" 2>/dev/null)"
 check_eq "logFile is created root-only" 600 "$(stat -c %a "$WORK/multus.log")"
 new_netns wcni-mc-iso
-pod default mc-iso '{"k8s.v1.cni.cncf.io/networks":"other-ns/net"}'
+pod default mc-iso '{"k8s.v1.cni.cncf.io/networks":"mc-other/net"}'
 out=$(cni_raw ADD wcni-mc-iso default mc-iso "$NETDIR/00-multus.conflist"); rc=$?
 check_json "namespaceIsolation: a NAD of another namespace is refused (100)" <(echo "$out") \
-    '.code==100 and (.msg|contains("other-ns/net"))'
+    '.code==100 and (.msg|contains("mc-other/net"))'
 check_eq "namespaceIsolation: the refused pod is left with lo only" lo \
     "$(ip -n wcni-mc-iso -j link show | jq -r 'map(.ifname)|join(",")')"
+events_of() { kc -n "$1" get events --field-selector "involvedObject.name=$2" -o json; }
+check_json "a failed ADD is said on the pod: a Warning Event NetworkAttachFailed naming why" <(events_of default mc-iso) \
+    '[.items[]|select(.type=="Warning" and .reason=="NetworkAttachFailed" and (.message|contains("mc-other/net")) and .source.component=="wasmcni")]|length==1'
+new_netns wcni-mc-nf
+pod default mc-nf '{"k8s.v1.cni.cncf.io/networks":"no-such-net"}'
+out=$(cni_raw ADD wcni-mc-nf default mc-nf "$NETDIR/00-multus.conflist"); rc=$?
+check_json "an unknown NAD is code 103" <(echo "$out") '.code==103'
+check_json "and Multus' Warning Event NoNetworkFound on the pod" <(events_of default mc-nf) \
+    '[.items[]|select(.type=="Warning" and .reason=="NoNetworkFound" and (.message|contains("no-such-net")))]|length==1'
 check "seed config: DEL exits 0" mcni del wcni-mc-a default mc-a
 check_eq "seed config: DEL left lo only" lo "$(ip -n wcni-mc-a -j link show | jq -r 'map(.ifname)|join(",")')"
 
 # 2. Multus' installer form: the primary conf inline in "delegates"; globalNamespaces as
-#    Multus' comma-separated string opens other-ns.
+#    Multus' comma-separated string opens mc-other.
 GKE=$(jq -c . "$CONF/10-gke.conflist")
 multus_conf "\"kubeconfig\":\"$STATE_DIR/wasmcni.kubeconfig\",\"delegates\":[$GKE],
-  \"namespaceIsolation\":true,\"globalNamespaces\":\"default, other-ns\""
+  \"namespaceIsolation\":true,\"globalNamespaces\":\"default, mc-other\""
 new_netns wcni-mc-b
-pod default mc-b '{"k8s.v1.cni.cncf.io/networks":"other-ns/seed-other"}'
-kc create namespace other-ns >/dev/null 2>&1; defer "kc delete namespace other-ns --wait=false"
-net other-ns seed-other '{"cniVersion":"0.3.1","type":"macvlan","master":"eth1","mode":"bridge","ipam":{"type":"whereabouts","range":"172.16.19.0/24"}}'
+pod default mc-b '{"k8s.v1.cni.cncf.io/networks":"mc-other/seed-other"}'
+kc create namespace mc-other >/dev/null 2>&1; defer "kc delete namespace mc-other --wait=false"
+net mc-other seed-other '{"cniVersion":"0.3.1","type":"macvlan","master":"eth1","mode":"bridge","ipam":{"type":"whereabouts","range":"172.16.19.0/24"}}'
 out=$(mcni add wcni-mc-b default mc-b); rc=$?
 check_eq "delegates form + globalNamespaces string: ADD exits 0" 0 "$rc"
 check_grep "delegates form: eth0 from the inline delegate" '^10\.244\.1\.' "$(addr_of wcni-mc-b eth0)"
-check_eq "globalNamespaces string: other-ns/seed-other attached as net1" 172.16.19.1 "$(addr_of wcni-mc-b net1)"
+check_eq "globalNamespaces string: mc-other/seed-other attached as net1" 172.16.19.1 "$(addr_of wcni-mc-b net1)"
 check "delegates form: DEL exits 0" mcni del wcni-mc-b default mc-b
 
 # 3. clusterNetwork a NAD in multusNamespace (preferred over the conf of the same name, as in

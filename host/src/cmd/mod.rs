@@ -187,12 +187,83 @@ async fn verb(
         conf.cni_version
     );
     match req.command {
-        Command::Add => add::add(node, req, conf).await.map(Some),
-        Command::Del => del::del(node, req, conf).await.map(|()| None),
+        Command::Add | Command::Del => {
+            let kubeconfig = conf.kubeconfig.clone();
+            let out = if req.command == Command::Add {
+                add::add(node, req, conf).await.map(Some)
+            } else {
+                del::del(node, req, conf).await.map(|()| None)
+            };
+            if let Err(e) = &out {
+                event_on_failure(node, &kubeconfig, req, e).await;
+            }
+            out
+        }
         Command::Check => check::check(node, req, conf).await.map(|()| None),
         Command::Status => status::status(node, &conf).await.map(|()| None),
         Command::Gc => gc::gc(node, req, conf, stdin).await.map(|()| None),
         Command::Version => unreachable!("answered by prepare"),
+    }
+}
+
+/// A failed ADD or DEL, said on the pod as a Warning Event (as Multus says `NoNetworkFound`),
+/// where `kubectl describe pod` shows it beside the kubelet's own. Best effort and bounded: the
+/// answer to the runtime never waits on it more than 2 s, and nothing is sent when the API
+/// server is what failed (code 11) or the pod is unknown.
+async fn event_on_failure(
+    node: &Arc<Node>,
+    kubeconfig: &std::path::Path,
+    req: &Request,
+    e: &Error,
+) {
+    if matches!(
+        e.code,
+        Code::TryAgainLater | Code::UnknownContainer | Code::InvalidEnv
+    ) {
+        return;
+    }
+    let Ok(pod) = pod_ref(req) else {
+        return;
+    };
+    let reason = match (req.command, e.code) {
+        (_, Code::NetworkNotFound) => "NoNetworkFound",
+        (Command::Add, _) => "NetworkAttachFailed",
+        _ => "NetworkDetachFailed",
+    };
+    let mut message = format!(
+        "{} {} (code {}): {}{}{}",
+        req.command.as_str(),
+        req.ifname,
+        e.code as u32,
+        e.msg,
+        if e.details.is_empty() { "" } else { ": " },
+        e.details
+    );
+    if message.len() > 1024 {
+        let mut cut = 1024;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
+    let object = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        namespace: Some(pod.namespace().into()),
+        name: Some(pod.name().into()),
+        uid: req.args.pod_uid.clone(),
+        ..Default::default()
+    };
+    let send = async {
+        let kube = node.kube(kubeconfig).await.ok()?;
+        kube.event(object, true, reason, &message, "wasmcni")
+            .await
+            .err()
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(2), send).await {
+        Ok(Some(err)) => tracing::warn!("Event {reason} on {pod}: {err}"),
+        Err(_) => tracing::warn!("Event {reason} on {pod}: no answer within 2 s"),
+        Ok(None) => {}
     }
 }
 

@@ -84,6 +84,10 @@ impl Lookup<'_> {
     /// The chain of NAD `namespace/name`: its `spec.config`, or when that is empty the conf
     /// in `confDir` named after it.
     pub async fn nad(&self, namespace: &str, name: &str) -> Result<NetConfList, Error> {
+        k8s::ObjectRef::new(namespace, name).map_err(|e| Error::Config {
+            network: format!("{namespace}/{name}"),
+            why: format!("not a NetworkAttachmentDefinition reference: {e}"),
+        })?;
         let kube = self.kube.ok_or_else(|| Error::NoApi {
             what: format!("NetworkAttachmentDefinition {namespace}/{name}"),
         })?;

@@ -1,6 +1,7 @@
 //! The cluster-wide reads and writes of the IPAM reconciler (`wasmcni reconcile`): every pod,
-//! every reservation, its Lease and its Events. The CNI identity has none of these grants
-//! (deploy/rbac.yaml); the reconciler's are in deploy/reconciler.yaml.
+//! every reservation, its Lease and its Events. The CNI identity has none of these grants but
+//! Events' create (deploy/rbac.yaml: a failed call's Warning on its pod); the reconciler's are
+//! in deploy/reconciler.yaml.
 
 use std::collections::BTreeMap;
 
@@ -163,10 +164,12 @@ impl Client {
         }
     }
 
-    /// Record a Normal Event `reason` about `object` (a pod, or an IPPool when the pod is gone).
+    /// Record an Event `reason` about `object` (a pod, or an IPPool when the pod is gone):
+    /// `warning` for a failure (a CNI call's), Normal otherwise (what the reconciler freed).
     pub async fn event(
         &self,
         object: ObjectReference,
+        warning: bool,
         reason: &str,
         message: &str,
         component: &str,
@@ -186,7 +189,7 @@ impl Client {
             involved_object: object,
             reason: Some(reason.into()),
             message: Some(message.into()),
-            type_: Some("Normal".into()),
+            type_: Some(if warning { "Warning" } else { "Normal" }.into()),
             first_timestamp: Some(now.clone()),
             last_timestamp: Some(now),
             count: Some(1),
