@@ -153,8 +153,8 @@ fn prepare(env: &[(String, String)], stdin: &[u8]) -> Result<Prepared, Error> {
         conf.log_to_stderr,
     );
     if conf.retry_delete_on_error == Some(false) {
-        tracing::debug!(
-            "retryDeleteOnError false: wasmcni keeps a failed DEL's record for the runtime's retry anyway"
+        tracing::warn!(
+            "retryDeleteOnError false is overridden: wasmcni keeps a failed DEL's record for the runtime's retry (dropping it would leak the addresses that DEL had yet to free)"
         );
     }
     if !conf.unread.is_empty() {
