@@ -190,7 +190,8 @@ fn namespace_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Err
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PluginConf {
-    /// `cniVersion`: results are written in this version.
+    /// `cniVersion`: results are written in this version (0.1.0 when the config has none, as
+    /// skel reads it).
     pub cni_version: String,
     /// `name`: the network's name.
     pub name: String,
@@ -371,15 +372,19 @@ impl PluginConf {
                 });
             }
         }
-        let version = obj
-            .get("cniVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if !crate::cni::supports(version) {
-            return Err(Error::Version {
-                found: version.to_string(),
-            });
+        // skel's reading: absent or empty is 0.1.0, held as such (results are written at it).
+        match obj.get("cniVersion") {
+            None => {}
+            Some(Value::String(v)) if crate::cni::supports(v) => {}
+            Some(v) => {
+                return Err(Error::Version {
+                    found: v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                });
+            }
         }
+        let version = obj.get("cniVersion").and_then(Value::as_str).unwrap_or("");
+        let version = crate::cni::declared_version(version).to_string();
+        obj.insert("cniVersion".into(), Value::String(version));
         let mut unread = Vec::new();
         let mut conf: PluginConf = serde_ignored::deserialize(value, |path| {
             // Top-level keys only: nested objects (a GuestRef) deny unknown fields themselves.

@@ -310,18 +310,18 @@ fn thirty_bad_inputs_get_the_right_code_and_leave_nothing() {
             "too large",
         ),
         case(
-            "cniVersion 0.2.0",
+            "cniVersion 0.5.0 (never a CNI version)",
             env.clone(),
-            set("cniVersion", json!("0.2.0")),
+            set("cniVersion", json!("0.5.0")),
             1,
-            "0.2.0",
+            "0.5.0",
         ),
         case(
             "cniVersion 2.0.0",
             env.clone(),
             set("cniVersion", json!("2.0.0")),
             1,
-            "supports 0.3.0",
+            "supports 0.1.0",
         ),
         case(
             "cniVersion a number",
@@ -331,9 +331,9 @@ fn thirty_bad_inputs_get_the_right_code_and_leave_nothing() {
             "cniVersion",
         ),
         case(
-            "no cniVersion",
+            "cniVersion 1.1 (not spelt as a CNI version)",
             env.clone(),
-            unset("cniVersion"),
+            set("cniVersion", json!("1.1")),
             1,
             "cniVersion",
         ),
@@ -528,8 +528,15 @@ fn version_answers_whatever_the_config() {
     assert_eq!(out["cniVersion"], "0.4.0");
     assert_eq!(
         out["supportedVersions"],
-        json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+        json!([
+            "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"
+        ])
     );
     let (status, out, _) = run(&[("CNI_COMMAND", "VERSION".to_string())], b"");
+    assert_eq!((status, out["cniVersion"].as_str()), (0, Some("1.1.0")));
+    let (status, out, _) = run(
+        &[("CNI_COMMAND", "VERSION".to_string())],
+        br#"{"cniVersion":""}"#,
+    );
     assert_eq!((status, out["cniVersion"].as_str()), (0, Some("1.1.0")));
 }

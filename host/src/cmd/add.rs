@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{POD_DEFAULT_NETWORK, call, cluster_network, lookup, pod_ref, wait_ready};
-use crate::cni::{Error, Request};
+use crate::cni::{Code, Error, Request};
 use crate::config::{NetworkSource, PluginConf};
 use crate::delegate::networks::Resolved;
 use crate::delegate::{self, NetworkStatus, cache::Record, routes};
@@ -146,7 +146,7 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
         if plan.iter().any(|a| a.default_route.is_some()) {
             let netns = req.netns.as_ref().ok_or_else(|| {
                 Error::new(
-                    crate::cni::Code::InvalidEnv,
+                    Code::InvalidEnv,
                     "CNI_NETNS is required",
                     "default-route needs the pod's network namespace",
                 )
@@ -182,16 +182,33 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
             entry.note = call.note_for(&att.ifname).or_else(|| att.note.clone());
             status.push(entry);
         }
+        // The result in the runtime's version before anything is written: a 0.1.0/0.2.0 result
+        // holds one address per family, and one with none cannot be written at all.
+        let out = primary
+            .try_to_version(&call.conf.cni_version)
+            .map_err(|why| {
+                Error::new(
+                    Code::IncompatibleVersion,
+                    format!(
+                        "the result cannot be written at cniVersion {}",
+                        call.conf.cni_version
+                    ),
+                    format!(
+                        "{why} (the cluster network {cluster_name:?} gave {} addresses)",
+                        primary.ips.len()
+                    ),
+                )
+            })?;
         let text = serde_json::to_string_pretty(&status).expect("status serializes");
         kube.annotate_pod(namespace, name, NETWORK_STATUS, &text)
             .await?;
         record.write(&dir)?;
-        Ok::<_, Error>(primary)
+        Ok::<_, Error>(out)
     }
     .await;
 
     match attached {
-        Ok(primary) => Ok(primary.to_version(&call.conf.cni_version)),
+        Ok(out) => Ok(out),
         Err(e) => {
             for step in undo.into_iter().rev() {
                 let (net, chain, ifname) = match step {

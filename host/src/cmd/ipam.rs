@@ -73,8 +73,9 @@ pub(super) struct IpamCall {
 /// Everything about the call that can be checked before the API is touched.
 pub(super) fn prepare(req: &Request, conf: &Value) -> Result<IpamCall, Error> {
     let invalid = |what: &str, why: String| Error::new(Code::InvalidConfig, what, why);
-    let net: Net = serde_json::from_value(conf.clone())
+    let mut net: Net = serde_json::from_value(conf.clone())
         .map_err(|e| invalid("invalid network config", e.to_string()))?;
+    net.cni_version = crate::cni::declared_version(&net.cni_version).to_string();
     if !crate::cni::supports(&net.cni_version) {
         return Err(Error::new(
             Code::IncompatibleVersion,

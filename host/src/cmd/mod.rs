@@ -277,8 +277,7 @@ fn allowed_at(command: Command, version: &str) -> Result<(), Error> {
         Command::Gc => ("1.1.0", "GC"),
         _ => return Ok(()),
     };
-    let rank = |v: &str| cni::SUPPORTED_VERSIONS.iter().position(|s| *s == v);
-    if rank(version) < rank(since) {
+    if !cni::at_least(version, since) {
         return Err(Error::new(
             Code::IncompatibleVersion,
             format!("config version does not allow {verb}"),
@@ -316,7 +315,7 @@ fn version(stdin: &[u8]) -> Value {
     json!({"cniVersion": requested_version(stdin), "supportedVersions": cni::SUPPORTED_VERSIONS})
 }
 
-/// The supported cniVersion stdin asks for, else the newest.
+/// The supported cniVersion stdin names, else the newest.
 fn requested_version(stdin: &[u8]) -> String {
     serde_json::from_slice::<Value>(stdin)
         .ok()
@@ -325,7 +324,7 @@ fn requested_version(stdin: &[u8]) -> String {
                 .and_then(Value::as_str)
                 .map(str::to_string)
         })
-        .filter(|v| cni::supports(v))
+        .filter(|v| !v.is_empty() && cni::supports(v))
         .unwrap_or_else(|| "1.1.0".to_string())
 }
 

@@ -346,7 +346,8 @@ pub async fn check(call: &Call, network: &str, conf: &Value, ifname: &str) -> Re
     let version = conf
         .get("cniVersion")
         .and_then(Value::as_str)
-        .unwrap_or_default();
+        .map(crate::cni::declared_version)
+        .unwrap_or("0.1.0");
     let prev = match conf.get("prevResult") {
         Some(v) => CniResult::from_prev_result(v, version).map_err(|why| Error::Config {
             network: network.into(),

@@ -115,7 +115,7 @@ pub async fn run(
         .get("cniVersion")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    CniResult::from_plugin_output(&v, version)
+    CniResult::from_plugin_output(&v, crate::cni::declared_version(version))
         .map(Some)
         .map_err(|why| Error::BadOutput {
             plugin: plugin.into(),

@@ -362,6 +362,10 @@ pub async fn add_chain(
 
 /// Run `chain`'s DEL for `ifname` in reverse order. Every plugin is tried; the first error is
 /// returned after all have run, so one failure never stops the rest of the cleanup.
+///
+/// `prev` (the ADD result) reaches an exec'd plugin only at 0.4.0 and later, where libcni's
+/// `DelNetworkList` hands its cached result on; the built-in plugins get it at every version
+/// (it tells them which addresses to free without a search).
 pub async fn del_chain(
     call: &Call,
     network: &str,
@@ -370,11 +374,13 @@ pub async fn del_chain(
     prev: Option<&CniResult>,
 ) -> Result<(), Error> {
     let mut first_err = None;
+    let cached = crate::cni::at_least(&chain.cni_version, "0.4.0");
     for i in (0..chain.plugins.len()).rev() {
-        let conf = chain.plugin_conf(i, prev);
         let res = if builtin::handles(chain.plugin_type(i)) {
+            let conf = chain.plugin_conf(i, prev);
             builtin::del(call, network, &conf, ifname).await
         } else {
+            let conf = chain.plugin_conf(i, prev.filter(|_| cached));
             exec::run(
                 call,
                 Command::Del,
@@ -395,6 +401,11 @@ pub async fn del_chain(
 }
 
 /// Run `chain`'s CHECK for `ifname` with the result ADD produced.
+///
+/// CHECK came with 0.4.0: below it an exec'd plugin is not called (libcni refuses CHECK for
+/// such a list without calling it, and a 0.3.x plugin would answer "config version does not
+/// allow CHECK"), so an old NAD does not fail the pod's CHECK; the built-in plugins check at
+/// every version.
 pub async fn check_chain(
     call: &Call,
     network: &str,
@@ -402,10 +413,17 @@ pub async fn check_chain(
     ifname: &str,
     prev: &CniResult,
 ) -> Result<(), Error> {
+    let defined = crate::cni::at_least(&chain.cni_version, "0.4.0");
     for i in 0..chain.plugins.len() {
         let conf = chain.plugin_conf(i, Some(prev));
         if builtin::handles(chain.plugin_type(i)) {
             builtin::check(call, network, &conf, ifname).await?;
+        } else if !defined {
+            tracing::debug!(
+                "CHECK {network} on {ifname}: {} not called (cniVersion {:?} predates CHECK)",
+                chain.plugin_type(i),
+                chain.cni_version
+            );
         } else {
             exec::run(
                 call,

@@ -37,11 +37,6 @@ pub struct Planned {
     pub default_route: Option<Vec<std::net::IpAddr>>,
 }
 
-/// The versions libcni knows (`version.All` plus 1.1.0); a NAD naming another is refused.
-const KNOWN_VERSIONS: &[&str] = &[
-    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
-];
-
 /// More extra networks than this for one pod is a runaway policy, not a request.
 pub const MAX_ATTACHMENTS: usize = 32;
 
@@ -126,13 +121,15 @@ pub async fn plan(
             Some(chain) => chain,
             None => lookup.nad(&a.network.namespace, &a.network.name).await?,
         };
-        if !KNOWN_VERSIONS.contains(&chain.cni_version.as_str()) {
+        // Every version libcni knows is spoken (none is the oldest, 0.1.0); another is refused
+        // before any plugin runs.
+        if !crate::cni::supports(&chain.cni_version) {
             return Err(Error::Config {
                 network,
                 why: format!(
                     "cniVersion {:?} is not a CNI version (known: {})",
                     crate::guest::clamp(&chain.cni_version),
-                    KNOWN_VERSIONS.join(", ")
+                    crate::cni::SUPPORTED_VERSIONS.join(", ")
                 ),
             });
         }

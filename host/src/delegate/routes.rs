@@ -45,6 +45,7 @@ pub async fn place(netns: &Path, interfaces: Vec<Placed<'_>>) -> Result<(), Erro
 
 /// `result` with its default routes replaced by one through each of `gateways`.
 fn rewrite(result: &mut CniResult, gateways: &[IpAddr]) {
+    result.routes_changed();
     let mut i = 0;
     while i < result.routes.len() {
         if result.routes[i].dst.prefix() == 0 {

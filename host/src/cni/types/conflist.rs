@@ -8,7 +8,9 @@ use super::CniResult;
 /// A network configuration list (`.conflist`), or a single config lifted into one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetConfList {
-    /// `cniVersion`: the version every plugin of the list is called with.
+    /// `cniVersion`: the version every plugin of the list is called with; empty when the config
+    /// has none (libcni passes it on so, and plugins read it as 0.1.0). For a list with
+    /// `cniVersions`, the newest of those (and `cniVersion`) up to 1.1.0, as libcni picks it.
     #[serde(rename = "cniVersion")]
     pub cni_version: String,
     /// `name`: the network's name, injected into each plugin's config.
@@ -18,7 +20,9 @@ pub struct NetConfList {
 }
 
 impl NetConfList {
-    /// Parse a conflist, or a single network config (which becomes a list of one).
+    /// Parse a conflist as libcni's `NetworkConfFromBytes` does (`cniVersion` optional,
+    /// `cniVersions` honoured), or a single network config as its `ConfFromBytes` does (which
+    /// becomes a list of one).
     pub fn parse(value: &Value) -> Result<Self, String> {
         let obj = value
             .as_object()
@@ -30,8 +34,17 @@ impl NetConfList {
                 Some(other) => Err(format!("{k:?} must be a string, not {other}")),
             }
         };
-        let cni_version = string("cniVersion")?;
+        let mut cni_version = match obj.get("cniVersion") {
+            None => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => return Err(format!("\"cniVersion\" must be a string, not {other}")),
+        };
         let name = string("name")?;
+        if obj.contains_key("plugins")
+            && let Some(listed) = obj.get("cniVersions")
+        {
+            cni_version = newest_version(listed, &cni_version)?;
+        }
         let plugins = match obj.get("plugins") {
             Some(Value::Array(list)) => {
                 if list.is_empty() {
@@ -85,6 +98,61 @@ impl NetConfList {
     }
 }
 
+/// The newest of a list's `cniVersions` and its `cniVersion`, leaving out those newer than
+/// 1.1.0 (the newest wasmcni speaks), as libcni v1.3 picks the version of a list; `cniVersion`
+/// when none is left.
+fn newest_version(listed: &Value, cni_version: &str) -> Result<String, String> {
+    const NEWEST: (i64, i64, i64) = (1, 1, 0);
+    let Value::Array(listed) = listed else {
+        return Err(format!("\"cniVersions\" must be a list, not {listed}"));
+    };
+    let mut known = Vec::new();
+    for (i, v) in listed.iter().enumerate() {
+        let Value::String(v) = v else {
+            return Err(format!("cniVersions[{i}] must be a string, not {v}"));
+        };
+        let parsed =
+            go_version(v).ok_or_else(|| format!("cniVersions[{i}] {v:?} is not a version"))?;
+        if parsed <= NEWEST {
+            known.push((parsed, v.clone()));
+        }
+    }
+    if !cni_version.is_empty() {
+        let parsed = go_version(cni_version)
+            .ok_or_else(|| format!("cniVersion {cni_version:?} is not a version"))?;
+        if parsed <= NEWEST {
+            known.push((parsed, cni_version.to_string()));
+        }
+    }
+    // Of one version spelt two ways ("1.0", "1.0.0") libcni's unstable sort keeps either; the
+    // last here. Any spelling but the canonical one is refused later (not a CNI version).
+    known.sort_by_key(|(parsed, _)| *parsed);
+    Ok(known
+        .pop()
+        .map_or_else(|| cni_version.to_string(), |(_, v)| v))
+}
+
+/// libcni's `version.ParseVersion`: up to three dot-separated integers (Go's `Atoi`: an
+/// optional sign, decimal digits), missing parts 0; `""` is 0.1.0.
+fn go_version(v: &str) -> Option<(i64, i64, i64)> {
+    if v.is_empty() {
+        return Some((0, 1, 0));
+    }
+    let parts: Vec<&str> = v.split('.').collect();
+    if parts.len() > 3 {
+        return None;
+    }
+    let atoi = |p: &str| -> Option<i64> {
+        let digits = p.strip_prefix(['+', '-']).unwrap_or(p);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        p.parse().ok()
+    };
+    let part = |i: usize| parts.get(i).map_or(Some(0), |p| atoi(p));
+    Some((part(0)?, part(1)?, part(2)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,8 +171,40 @@ mod tests {
     }
 
     #[test]
+    fn versions_are_read_as_libcni_reads_them() {
+        let v = |conf: Value| NetConfList::parse(&conf).map(|l| l.cni_version);
+        assert_eq!(v(json!({"name":"n","type":"x"})), Ok(String::new()));
+        assert_eq!(
+            v(
+                json!({"name":"n","cniVersion":"0.4.0","cniVersions":["0.3.1","1.0.0","2.0.0"],
+                "plugins":[{"type":"x"}]})
+            ),
+            Ok("1.0.0".into()),
+            "the newest up to 1.1.0"
+        );
+        assert_eq!(
+            v(
+                json!({"name":"n","cniVersion":"1.1.0","cniVersions":["1.0.0"],"plugins":[{"type":"x"}]})
+            ),
+            Ok("1.1.0".into())
+        );
+        assert_eq!(
+            v(json!({"name":"n","cniVersions":["3.0.0"],"plugins":[{"type":"x"}]})),
+            Ok(String::new()),
+            "none left: the list's own (none)"
+        );
+        assert!(v(json!({"name":"n","cniVersions":["x.1"],"plugins":[{"type":"x"}]})).is_err());
+        assert!(v(json!({"name":"n","cniVersions":"1.0.0","plugins":[{"type":"x"}]})).is_err());
+        assert!(v(json!({"name":"n","cniVersion":1,"type":"x"})).is_err());
+        // A single config is not a list: libcni does not look at its cniVersions.
+        assert_eq!(
+            v(json!({"name":"n","cniVersion":"0.3.1","cniVersions":["1.0.0"],"type":"x"})),
+            Ok("0.3.1".into())
+        );
+    }
+
+    #[test]
     fn bad_lists_are_refused() {
-        assert!(NetConfList::parse(&json!({"name":"n","type":"x"})).is_err());
         assert!(
             NetConfList::parse(&json!({"cniVersion":"1.0.0","name":"n","plugins":[]})).is_err()
         );

@@ -99,12 +99,9 @@ impl CniResult {
             format!("could not parse prevResult: unsupported CNI result version {conf_version:?}")
         })?;
         if shape(&version) != Some(family) {
-            let supported = match family {
-                Shape::V04 => "[0.3.0 0.3.1 0.4.0]",
-                Shape::V1 => "[1.0.0 1.1.0]",
-            };
             return Err(format!(
-                "could not parse prevResult: result type supports {supported} but unmarshalled CNIVersion is {version:?}"
+                "could not parse prevResult: result type supports {} but unmarshalled CNIVersion is {version:?}",
+                supported(family)
             ));
         }
         Ok(version)
@@ -115,20 +112,23 @@ impl CniResult {
     fn create(version: &str, obj: &Map<String, Value>) -> Result<Self, String> {
         let shape = shape(version).ok_or_else(|| {
             format!(
-                "unsupported CNI result version {version:?} (wasmcni reads 0.3.0, 0.3.1, 0.4.0, \
-                 1.0.0 and 1.1.0)"
+                "unsupported CNI result version {version:?} (wasmcni reads 0.1.0, 0.2.0, 0.3.0, \
+                 0.3.1, 0.4.0, 1.0.0 and 1.1.0)"
             )
         })?;
-        let mut r = Self::parse(shape, obj)?;
+        let mut r = match shape {
+            Shape::V02 => Self::parse_v02(obj)?,
+            Shape::V04 | Shape::V1 => Self::parse(shape, obj)?,
+        };
         if self::shape(&r.cni_version) != Some(shape) {
-            let supported = match shape {
-                Shape::V04 => "[0.3.0 0.3.1 0.4.0]",
-                Shape::V1 => "[1.0.0 1.1.0]",
-            };
             return Err(format!(
-                "result type supports {supported} but unmarshalled CNIVersion is {:?}",
+                "result type supports {} but unmarshalled CNIVersion is {:?}",
+                supported(shape),
                 r.cni_version
             ));
+        }
+        if r.cni_version.is_empty() {
+            r.cni_version = "0.1.0".into();
         }
         if shape == Shape::V1 {
             for ip in &mut r.ips {
@@ -189,14 +189,65 @@ impl CniResult {
                 interface,
             });
         }
-        for (i, v) in list(obj, "routes", "result")?.iter().enumerate() {
-            let path = format!("routes[{i}]");
+        r.push_routes(obj, "result", "routes")?;
+        r.dns = dns(obj)?;
+        if r.interface_ext
+            .iter()
+            .all(|e| e == &InterfaceExt::default())
+        {
+            r.interface_ext.clear();
+        }
+        r.trim_route_ext();
+        Ok(r)
+    }
+
+    /// Decode `obj` into libcni's 0.2.0 struct (`types020.Result`): `ip4` and `ip6`, each an
+    /// address with its gateway and routes, and `dns`; every other key is dropped. Held as the
+    /// 1.x model: `ip4` (version "4") before `ip6` (version "6"), their routes in that order,
+    /// and [`CniResult::ip4_routes`] to tell them apart again.
+    fn parse_v02(obj: &Map<String, Value>) -> Result<Self, String> {
+        let mut r = CniResult {
+            cni_version: string(obj, "cniVersion", "result")?,
+            ..Default::default()
+        };
+        let mut ip4_routes = 0;
+        for (key, version) in [("ip4", "4"), ("ip6", "6")] {
+            if let Some(v) = field(obj, key) {
+                let o = object(v, key)?;
+                r.ips.push(IpConfig {
+                    version: Some(version.into()),
+                    address: cidr(o, "ip", key)?,
+                    gateway: ip(o, "gateway", key)?,
+                    interface: None,
+                });
+                r.push_routes(o, key, &format!("{key}.routes"))?;
+            }
+            if key == "ip4" {
+                ip4_routes = r.routes.len();
+            }
+        }
+        r.ip4_routes = Some(ip4_routes);
+        r.dns = dns(obj)?;
+        r.trim_route_ext();
+        Ok(r)
+    }
+
+    /// Append the routes in `obj`'s `routes` list (libcni's `types.Route`, one type in every
+    /// version: the 1.1 keys too) to `routes`/`route_ext`; `path` names the list in errors.
+    fn push_routes(
+        &mut self,
+        obj: &Map<String, Value>,
+        parent: &str,
+        path: &str,
+    ) -> Result<(), String> {
+        for (i, v) in list(obj, "routes", parent)?.iter().enumerate() {
+            let path = format!("{path}[{i}]");
             let o = object(v, &path)?;
-            r.routes.push(Route {
+            self.routes.push(Route {
                 dst: cidr(o, "dst", &path)?,
                 gw: ip(o, "gw", &path)?,
             });
-            r.route_ext.push(RouteExt {
+            self.route_ext.push(RouteExt {
                 mtu: int(o, "mtu", &path)?.unwrap_or(0),
                 advmss: int(o, "advmss", &path)?.unwrap_or(0),
                 priority: int(o, "priority", &path)?.unwrap_or(0),
@@ -204,25 +255,37 @@ impl CniResult {
                 scope: int(o, "scope", &path)?,
             });
         }
-        if let Some(d) = field(obj, "dns") {
-            let o = object(d, "dns")?;
-            r.dns = Dns {
-                nameservers: strings(o, "nameservers", "dns")?,
-                domain: string(o, "domain", "dns")?,
-                search: strings(o, "search", "dns")?,
-                options: strings(o, "options", "dns")?,
-            };
+        Ok(())
+    }
+
+    fn trim_route_ext(&mut self) {
+        if self.route_ext.iter().all(|e| e == &RouteExt::default()) {
+            self.route_ext.clear();
         }
-        if r.interface_ext
-            .iter()
-            .all(|e| e == &InterfaceExt::default())
-        {
-            r.interface_ext.clear();
-        }
-        if r.route_ext.iter().all(|e| e == &RouteExt::default()) {
-            r.route_ext.clear();
-        }
-        Ok(r)
+    }
+}
+
+/// `obj`'s `dns` (`types.DNS`, one type in every version).
+fn dns(obj: &Map<String, Value>) -> Result<Dns, String> {
+    let Some(d) = field(obj, "dns") else {
+        return Ok(Dns::default());
+    };
+    let o = object(d, "dns")?;
+    Ok(Dns {
+        nameservers: strings(o, "nameservers", "dns")?,
+        domain: string(o, "domain", "dns")?,
+        search: strings(o, "search", "dns")?,
+        options: strings(o, "options", "dns")?,
+    })
+}
+
+/// The versions a shape's result type takes, as libcni's error prints them (Go's `%v` of its
+/// `supportedVersions`, whose first entry for 0.2.0 is the empty version).
+fn supported(shape: Shape) -> &'static str {
+    match shape {
+        Shape::V02 => "[ 0.1.0 0.2.0]",
+        Shape::V04 => "[0.3.0 0.3.1 0.4.0]",
+        Shape::V1 => "[1.0.0 1.1.0]",
     }
 }
 
@@ -260,9 +323,14 @@ mod tests {
         let out = json!({"ips":[{"version":"4","address":"10.1.0.5/24"}]});
         let r = CniResult::from_plugin_output(&out, "0.4.0").unwrap();
         assert_eq!(r.cni_version, "0.4.0");
-        assert!(
-            CniResult::from_value(&out).is_err(),
-            "0.1.0: not spoken here"
+        // Read as bytes, a result without a version is 0.1.0, whose shape has no `ips`.
+        let legacy = CniResult::from_value(&out).unwrap();
+        assert_eq!(legacy.cni_version, "0.1.0");
+        assert!(legacy.ips.is_empty());
+        let empty = CniResult::from_plugin_output(&out, "").unwrap();
+        assert_eq!(
+            empty.cni_version, "0.1.0",
+            "a config without a version is 0.1.0"
         );
         assert_eq!(
             CniResult::from_plugin_output(&Value::Null, "1.0.0")

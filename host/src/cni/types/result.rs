@@ -43,8 +43,9 @@ pub struct InterfaceExt {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IpConfig {
     /// `version` ("4"/"6") exactly as a 0.3.x/0.4.0 result wrote it (libcni copies it verbatim,
-    /// even empty or wrong, between 0.x versions). `None` when read from a 1.x result; computed
-    /// from the address when a 1.x result is written as 0.x.
+    /// even empty or wrong, between 0.x versions); "4" for a 0.1.0/0.2.0 result's `ip4` and "6"
+    /// for its `ip6`, whatever the address. `None` when read from a 1.x result; computed from
+    /// the address when a 1.x result is written as 0.x.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// `address`, CIDR notation.
@@ -119,11 +120,11 @@ impl Dns {
 }
 
 /// A result: the spec 1.1.0 result, plus what libcni carries over from a 0.x result it read
-/// (each IP's `version` as written).
+/// (each IP's `version` as written; which routes a 0.1.0/0.2.0 result gave `ip4`).
 ///
 /// Read with [`CniResult::from_value`] (or [`CniResult::from_plugin_output`],
 /// [`CniResult::from_prev_result`]), written with [`CniResult::to_version`]; both follow
-/// libcni v1.3.1 (`pkg/types/{040,100}`, `pkg/types/internal`), which tests/versions.rs checks
+/// libcni v1.3.1 (`pkg/types/{020,040,100}`, `pkg/types/internal`), which tests/versions.rs checks
 /// field by field against libcni itself. `Serialize`/`Deserialize` are the delegate cache's
 /// own format, not a CNI wire format.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -155,9 +156,23 @@ pub struct CniResult {
     /// are unset.
     #[serde(rename = "routeExt", default, skip_serializing_if = "Vec::is_empty")]
     pub route_ext: Vec<RouteExt>,
+    /// For a result read at 0.1.0/0.2.0: how many of `routes` (the first ones) were
+    /// `ip4.routes`; the rest were `ip6.routes`. It lets such a result be written at 0.1.0/0.2.0
+    /// again exactly as libcni copies it (even a route of the other family under `ip4`). `None`
+    /// for any other result, and set to `None` by code that changes `routes`
+    /// ([`CniResult::routes_changed`]): the routes are then placed by family, as libcni places
+    /// a 0.3.0+ result's.
+    #[serde(rename = "ip4Routes", default, skip_serializing_if = "Option::is_none")]
+    pub ip4_routes: Option<usize>,
 }
 
 impl CniResult {
+    /// Say that `routes` were changed here: a 0.1.0/0.2.0 result's split of them between `ip4`
+    /// and `ip6` no longer holds.
+    pub fn routes_changed(&mut self) {
+        self.ip4_routes = None;
+    }
+
     /// Addresses (without prefix) of the IP configs that belong to interface `name`, or to no
     /// interface in particular.
     pub fn addresses_of(&self, name: &str) -> Vec<String> {
