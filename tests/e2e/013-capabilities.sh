@@ -68,3 +68,65 @@ nft list ruleset > "$WORK/nft-after.txt" 2>&1
 check "the port mapping is gone" bash -c "! grep -q 'dport 8080' '$WORK/nft-after.txt'"
 check "the egress shaping device is gone" bash -c "ip -j link show type ifb | jq -e 'length==0' >/dev/null"
 check_eq "the IPPools are empty" '{}{}' "$(pool_allocations 172.16.15.0-24)$(pool_allocations 172.16.16.0-24)"
+
+# deviceID (the selection's, as an SR-IOV user names a VF): Multus hands the plugins that declare
+# `CNIDeviceInfoFile` a file to describe the device in (<network>-<container>_<ifname> under
+# /var/run/k8s.cni.cncf.io/devinfo/cni), reads it into network-status `device-info` and removes
+# it on DEL. The plugin here is a stand-in for SR-IOV CNI: it writes the file for the deviceID
+# it is given and passes the built-in macvlan's result on.
+cat > "$CNI_BIN/devinfo-writer" <<'SH'
+#!/usr/bin/env bash
+conf=$(cat)
+file=$(jq -r '.runtimeConfig.CNIDeviceInfoFile // empty' <<<"$conf")
+if [[ $CNI_COMMAND == ADD && -n $file ]]; then
+    mkdir -p "$(dirname "$file")"
+    jq -cn --arg id "$(jq -r .runtimeConfig.deviceID <<<"$conf")" \
+        '{type:"pci",version:"1.1.0",pci:{"pci-address":$id,"pf-pci-address":"0000:3b:00.0"},"not-a-key":1}' > "$file"
+fi
+[[ $CNI_COMMAND == ADD ]] && jq -c '.prevResult + {cniVersion:.cniVersion}' <<<"$conf"
+exit 0
+SH
+chmod +x "$CNI_BIN/devinfo-writer"
+apply_nad dev-net '{"cniVersion":"1.0.0","plugins":[{"type":"macvlan","master":"eth1","mode":"bridge","ipam":{"type":"whereabouts","range":"172.16.18.0/24"}},{"type":"devinfo-writer","capabilities":{"deviceID":true,"CNIDeviceInfoFile":true}}]}'
+new_netns wcni-dev
+make_pod dev-pod '[{"name":"dev-net","deviceID":"0000:3b:02.4"}]'
+defer "kc delete pod dev-pod dev-res --wait=false"
+DEVDIR=/var/run/k8s.cni.cncf.io/devinfo/cni
+rm -f "$DEVDIR"/default-dev-net-*
+check "deviceID: ADD" cni add wcni-dev dev-pod
+cid=$(jq -r '.container_id // .containerId' "$(grep -l '"default/dev-net"' "$WORK/delegates/"* | head -1)")
+DEVFILE="$DEVDIR/default-dev-net-${cid}_net1"
+defer "rm -f $DEVFILE"
+check_json "deviceID: the plugin was handed the device-info file Multus names (<network>-<container>_<ifname>)" "$DEVFILE" \
+    '.pci["pci-address"] == "0000:3b:02.4"'
+kc get pod dev-pod -o jsonpath='{.metadata.annotations.k8s\.v1\.cni\.cncf\.io/network-status}' > "$WORK/dev-status.json"
+check_eq "deviceID: network-status device-info is the file's document (unknown keys dropped, as Multus' decoder)" \
+    '{"pci":{"pci-address":"0000:3b:02.4","pf-pci-address":"0000:3b:00.0"},"type":"pci","version":"1.1.0"}' \
+    "$(jq -cS '.[]|select(.name=="default/dev-net")|.["device-info"]' "$WORK/dev-status.json")"
+check_eq "deviceID: the cluster network has no device-info" "null" \
+    "$(jq -c '.[]|select(.default)|.["device-info"]' "$WORK/dev-status.json")"
+check "deviceID: DEL" cni del wcni-dev dev-pod
+check "deviceID: DEL removed the device-info file" test ! -e "$DEVFILE"
+check_eq "deviceID: the IPPool is empty" '{}' "$(pool_allocations 172.16.18.0-24)"
+
+# A NAD with a device-plugin resource (k8s.v1.cni.cncf.io/resourceName): Multus hands it the
+# device the kubelet allocated; wasmcni does not read pod resources and refuses, naming it.
+kc apply -f - >/dev/null <<YAML
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata:
+  name: res-net
+  namespace: default
+  annotations:
+    k8s.v1.cni.cncf.io/resourceName: intel.com/sriov_netdevice
+spec:
+  config: '{"cniVersion":"1.0.0","type":"macvlan","master":"eth1","ipam":{"type":"static"}}'
+YAML
+new_netns wcni-res
+make_pod dev-res res-net
+out=$(cni_raw ADD wcni-res default dev-res); rc=$?
+check_eq "resourceName: ADD refused" 1 "$((rc != 0))"
+check_json "resourceName: code 7, naming the annotation and the resource" <(echo "$out") \
+    '.code==7 and ((.msg+.details)|contains("k8s.v1.cni.cncf.io/resourceName") and contains("intel.com/sriov_netdevice"))'
+check_empty "resourceName: nothing left in the pod" "$(ip -n wcni-res -o link show | grep -v ' lo:')"
+check "resourceName: DEL" cni_raw DEL wcni-res default dev-res

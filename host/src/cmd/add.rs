@@ -10,7 +10,7 @@ use super::{POD_DEFAULT_NETWORK, call, cluster_network, lookup, pod_ref, wait_re
 use crate::cni::{Code, Error, Request};
 use crate::config::{NetworkSource, PluginConf};
 use crate::delegate::networks::Resolved;
-use crate::delegate::{self, NetworkStatus, cache::Record, routes};
+use crate::delegate::{self, NetworkStatus, cache::Record, devinfo, routes};
 use crate::guest::{DelegationRequest, NetworkRef, Origin, Pod};
 use crate::node::Node;
 
@@ -95,7 +95,10 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
         &lookup(&call.conf, Some(&kube)),
         decider.name(),
         decided,
-        &req.ifname,
+        delegate::Sandbox {
+            container_id: req.container_id.as_str(),
+            cluster_ifname: &req.ifname,
+        },
         namespace,
         &isolation,
         &defaults,
@@ -180,6 +183,7 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
             let result = result.as_ref().expect("every attachment was made");
             let mut entry = NetworkStatus::from_result(&att.network, &att.ifname, result, false);
             entry.note = call.note_for(&att.ifname).or_else(|| att.note.clone());
+            entry.device_info = att.device_info.as_deref().and_then(devinfo::load);
             status.push(entry);
         }
         // The result in the runtime's version before anything is written: a 0.1.0/0.2.0 result
@@ -221,6 +225,11 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
                 };
                 if let Err(u) = delegate::del_chain(&call, net, chain, ifname, None).await {
                     tracing::error!("rollback of {net} on {ifname} failed: {u}");
+                }
+                if let Undo::Attachment(i) = step
+                    && let Some(path) = &plan[i].device_info
+                {
+                    devinfo::clean(path);
                 }
             }
             if let Err(u) = Record::remove(&dir, &req.container_id) {

@@ -101,6 +101,10 @@ pub(super) async fn undo(call: &Call, rec: &Record) -> Result<(), Error> {
                 Error::from(e).context(format!("network {} ({})", att.network, att.ifname)),
             );
         }
+        // As Multus: the device-info file goes whatever the plugins answered.
+        if let Some(path) = &att.device_info {
+            delegate::devinfo::clean(path);
+        }
     }
     let cluster = &rec.cluster;
     if let Err(e) = delegate::del_chain(

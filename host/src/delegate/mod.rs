@@ -4,6 +4,7 @@
 
 mod builtin;
 pub mod cache;
+pub mod devinfo;
 mod exec;
 pub mod networks;
 mod plan;
@@ -23,7 +24,7 @@ use crate::node::Node;
 use crate::{ipam, k8s, netlink, netns};
 
 pub use builtin::requested_ip;
-pub use plan::{Isolation, MAX_ATTACHMENTS, Planned, inject_capabilities, plan};
+pub use plan::{Isolation, MAX_ATTACHMENTS, Planned, Sandbox, inject_capabilities, plan};
 
 /// Why running a delegate failed.
 #[derive(Debug, thiserror::Error)]
@@ -462,6 +463,9 @@ pub struct NetworkStatus {
     pub default: bool,
     /// DNS settings (Multus always writes the key).
     pub dns: serde_json::Value,
+    /// What the plugin wrote in the attachment's device-info file (see [`devinfo`]).
+    #[serde(rename = "device-info", skip_serializing_if = "Option::is_none")]
+    pub device_info: Option<devinfo::DeviceInfo>,
     /// wasmcni's note on how the attachment was made when it departs from the config (a
     /// policy that failed open).
     #[serde(rename = "wasmcni-note", skip_serializing_if = "Option::is_none")]
@@ -490,6 +494,7 @@ impl NetworkStatus {
                 .collect(),
             default,
             dns: serde_json::to_value(&result.dns).unwrap_or_else(|_| serde_json::json!({})),
+            device_info: None,
             note: None,
         }
     }

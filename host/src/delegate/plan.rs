@@ -35,6 +35,20 @@ pub struct Planned {
     /// pod's default routes are placed by request (see `cmd::add`), `None` leaves them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_route: Option<Vec<std::net::IpAddr>>,
+    /// The device-info file of an attachment given a `deviceID` (Multus'): its path went to
+    /// the plugins that declare `CNIDeviceInfoFile`; ADD reads it into network-status, DEL
+    /// removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_info: Option<std::path::PathBuf>,
+}
+
+/// The sandbox a plan is made for.
+#[derive(Debug, Clone, Copy)]
+pub struct Sandbox<'a> {
+    /// CNI_CONTAINERID (names each attachment's device-info file).
+    pub container_id: &'a str,
+    /// The cluster network's interface (no attachment may take it).
+    pub cluster_ifname: &'a str,
 }
 
 /// More extra networks than this for one pod is a runaway policy, not a request.
@@ -60,7 +74,7 @@ pub async fn plan(
     lookup: &Lookup<'_>,
     decider: &str,
     decided: Vec<Attachment>,
-    cluster_ifname: &str,
+    sandbox: Sandbox<'_>,
     pod_namespace: &str,
     isolation: &Isolation,
     defaults: &[(NetworkRef, Resolved)],
@@ -75,7 +89,7 @@ pub async fn plan(
         )));
     }
     // Every answer is checked before the first API read: a bad plan costs nothing.
-    let mut seen: HashSet<String> = HashSet::from([cluster_ifname.to_string()]);
+    let mut seen: HashSet<String> = HashSet::from([sandbox.cluster_ifname.to_string()]);
     let mut checked = Vec::with_capacity(decided.len());
     for (i, a) in decided.into_iter().enumerate() {
         let ifname = a
@@ -133,10 +147,12 @@ pub async fn plan(
                 ),
             });
         }
-        let note = fold_requests(&mut chain, &a).map_err(|why| Error::Config {
-            network: network.clone(),
-            why,
-        })?;
+        let device_info = super::devinfo::cni_path(&network, sandbox.container_id, &ifname);
+        let (note, device_info) =
+            fold_requests(&mut chain, &a, device_info).map_err(|why| Error::Config {
+                network: network.clone(),
+                why,
+            })?;
         let default_route = a
             .default_route
             .as_ref()
@@ -175,6 +191,7 @@ pub async fn plan(
             note,
             args,
             default_route,
+            device_info,
         });
     }
     // Multus' CheckGatewayConfig: one default gateway per family across the pod, no ECMP.
@@ -243,7 +260,13 @@ fn invalid(decider: &str, why: String) -> crate::guest::Error {
 /// `deviceID`) as capability arguments (to the plugins that declare them), `cni-args` as
 /// `args.cni`. Values that are not an address or a MAC are refused; a request no plugin
 /// declares a capability for is returned as a note (libcni and Multus drop it silently).
-fn fold_requests(chain: &mut NetConfList, a: &Attachment) -> Result<Option<String>, String> {
+/// With a `deviceID`, `device_info` goes to the plugins as `CNIDeviceInfoFile` too (Multus'
+/// auto-generated file) and is returned; else `None`.
+fn fold_requests(
+    chain: &mut NetConfList,
+    a: &Attachment,
+    device_info: std::path::PathBuf,
+) -> Result<(Option<String>, Option<std::path::PathBuf>), String> {
     // The same readers the built-in plugins apply, for every chain (exec'd plugins too).
     for ip in &a.ips {
         super::builtin::requested_ip(ip)?;
@@ -274,11 +297,18 @@ fn fold_requests(chain: &mut NetConfList, a: &Attachment) -> Result<Option<Strin
     }
     // `ips` and `mac` also reach the plugins as CNI_ARGS (see `Planned::args`): only the other
     // requests can go unheard.
-    let unused: Vec<&str> = caps
+    let unused: Vec<String> = caps
         .keys()
-        .map(String::as_str)
-        .filter(|k| !matches!(*k, "ips" | "mac") && !declares(k))
+        .filter(|k| !matches!(k.as_str(), "ips" | "mac") && !declares(k))
+        .cloned()
         .collect();
+    let device_info = caps.get("deviceID").is_some().then_some(device_info);
+    if let Some(path) = &device_info {
+        caps.insert(
+            super::devinfo::CAPABILITY.into(),
+            json!(path.to_string_lossy()),
+        );
+    }
     let note = (!unused.is_empty()).then(|| {
         format!(
             "requested {} not applied: no plugin of this network declares the capability",
@@ -298,7 +328,7 @@ fn fold_requests(chain: &mut NetConfList, a: &Attachment) -> Result<Option<Strin
             p.insert("args".into(), json!({ "cni": args }));
         }
     }
-    Ok(note)
+    Ok((note, device_info))
 }
 
 /// Give each plugin of `chain` the capability arguments it declares, exactly as libcni's
@@ -389,7 +419,10 @@ mod tests {
                 &lookup(&kube),
                 "g",
                 vec![a],
-                "eth0",
+                Sandbox {
+                    container_id: "c1",
+                    cluster_ifname: "eth0",
+                },
                 "default",
                 &Isolation::Off,
                 &[],
@@ -407,7 +440,10 @@ mod tests {
             &lookup(&kube),
             "g",
             vec![asking("default", "net-a", None)],
-            "eth0",
+            Sandbox {
+                container_id: "c1",
+                cluster_ifname: "eth0",
+            },
             "default",
             &Isolation::Off,
             &[],
@@ -431,19 +467,54 @@ mod tests {
         a.ips = vec!["10.0.0.5/24".into()];
         a.mac = Some("02:00:00:00:00:01".into());
         // ips and mac also go as CNI_ARGS (MAC=, IP=), which plugins read without a capability.
-        assert_eq!(fold_requests(&mut chain(), &a).unwrap(), None);
+        let file = || std::path::PathBuf::from("/d/f");
+        assert_eq!(
+            fold_requests(&mut chain(), &a, file()).unwrap(),
+            (None, None)
+        );
         a.capability_args = Some(r#"{"portMappings":[],"bandwidth":{}}"#.into());
-        let note = fold_requests(&mut chain(), &a).unwrap().unwrap();
+        let note = fold_requests(&mut chain(), &a, file()).unwrap().0.unwrap();
         assert!(
             note.contains("bandwidth and portMappings not applied"),
             "{note}"
         );
         a.capability_args = None;
         a.ips = vec!["10.0.0.300".into()];
-        assert!(fold_requests(&mut chain(), &a).unwrap_err().contains("ips"));
+        assert!(
+            fold_requests(&mut chain(), &a, file())
+                .unwrap_err()
+                .contains("ips")
+        );
         a.ips.clear();
         a.mac = Some("02:00:00:00:00".into());
-        assert!(fold_requests(&mut chain(), &a).unwrap_err().contains("mac"));
+        assert!(
+            fold_requests(&mut chain(), &a, file())
+                .unwrap_err()
+                .contains("mac")
+        );
+    }
+
+    #[test]
+    fn a_device_id_brings_its_device_info_file_as_multus_names_it() {
+        let mut chain = NetConfList::parse(&json!({"cniVersion":"1.0.0","name":"n","plugins":[
+            {"type":"sriov","capabilities":{"deviceID":true,"CNIDeviceInfoFile":true}},
+            {"type":"tuning"}]}))
+        .unwrap();
+        let mut a = asking("default", "n", None);
+        a.capability_args = Some(r#"{"deviceID":"0000:3b:02.4"}"#.into());
+        let file = std::path::PathBuf::from("/var/run/k8s.cni.cncf.io/devinfo/cni/x");
+        let (note, info) = fold_requests(&mut chain, &a, file.clone()).unwrap();
+        assert_eq!((note, info), (None, Some(file)));
+        assert_eq!(
+            chain.plugins[0]["runtimeConfig"],
+            json!({"deviceID":"0000:3b:02.4",
+                "CNIDeviceInfoFile":"/var/run/k8s.cni.cncf.io/devinfo/cni/x"})
+        );
+        assert!(chain.plugins[1].get("runtimeConfig").is_none());
+        // Without a deviceID there is no file.
+        a.capability_args = None;
+        let (_, info) = fold_requests(&mut chain, &a, "/x".into()).unwrap();
+        assert_eq!(info, None);
     }
 
     #[test]

@@ -30,6 +30,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// TCP connect deadline: an API server that is down should be noticed fast.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The NAD annotation naming the device-plugin resource its network needs (Multus').
+const RESOURCE_NAME: &str = "k8s.v1.cni.cncf.io/resourceName";
+
 /// Why a Kubernetes operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -252,6 +255,7 @@ impl Client {
 
     /// The network config of NetworkAttachmentDefinition `namespace/name`; `None` when its
     /// `spec.config` is empty (the network is then the conf file of that name in `confDir`).
+    /// A NAD with a device-plugin resource (`k8s.v1.cni.cncf.io/resourceName`) is refused.
     pub async fn network(
         &self,
         namespace: &str,
@@ -278,6 +282,23 @@ impl Client {
             name: name.into(),
             why,
         };
+        // Multus gives such a network the device the kubelet allocated the pod (its pod
+        // resources), as `deviceID`; attached without it the network would not be the one
+        // asked for.
+        if let Some(resource) = nad
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(RESOURCE_NAME))
+            .filter(|r| !r.is_empty())
+        {
+            return Err(bad(format!(
+                "annotation {RESOURCE_NAME} {resource:?} asks for a device-plugin resource; \
+                 wasmcni does not read the kubelet's pod resources, so it cannot hand this \
+                 network its device (a pod may name one with the selection's deviceID on a NAD \
+                 without the annotation)"
+            )));
+        }
         let Some(text) = nad.spec.config.filter(|c| !c.trim().is_empty()) else {
             return Ok(None);
         };
