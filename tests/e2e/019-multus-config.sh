@@ -158,6 +158,16 @@ check_json "default-network annotation: network-status names it, default" <(stat
 check "default-network annotation: DEL exits 0" mcni del wcni-mc-d default mc-d
 check_eq "default-network annotation: DEL (from the record) took eth0" lo \
     "$(ip -n wcni-mc-d -j link show | jq -r 'map(.ifname)|join(",")')"
+# A DEL without its record (lost) frees what the pod's own cluster network gave, as Multus'
+# DEL reads the pod's annotation again: alt's host-local lease goes, not the node's network's.
+new_netns wcni-mc-d2
+pod default mc-d2 '{"v1.multus-cni.io/default-network":"alt-net"}'
+check "default-network, record lost: ADD exits 0" mcni add wcni-mc-d2 default mc-d2
+ip2=$(addr_of wcni-mc-d2 eth0)
+check "default-network, record lost: alt's host-local holds $ip2" test -e "$WORK/host-local/alt/$ip2"
+rm -f $(grep -l '"podref":"default/mc-d2"' "$STATE"/* 2>/dev/null)
+check "default-network, record lost: DEL exits 0" mcni del wcni-mc-d2 default mc-d2
+check "default-network, record lost: DEL freed $ip2 in alt (the pod's own network)" test ! -e "$WORK/host-local/alt/$ip2"
 new_netns wcni-mc-e
 pod default mc-e '{"v1.multus-cni.io/default-network":"alt-net, other"}'
 out=$(cni_raw ADD wcni-mc-e default mc-e "$NETDIR/00-multus.conflist"); rc=$?

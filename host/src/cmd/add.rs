@@ -241,7 +241,7 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
 }
 
 /// The pod as guests see it.
-fn pod_facts(
+pub(super) fn pod_facts(
     pod: &k8s_openapi::api::core::v1::Pod,
     namespace: &str,
     name: &str,
@@ -270,7 +270,7 @@ fn pod_facts(
 /// The pod's annotations as the runtime passed them (`runtimeConfig` capability
 /// `io.kubernetes.cri.pod-annotations`), if it did. Labels are not passed this way: a
 /// label-driven delegation policy needs the pod read from the API (leave the capability out).
-fn runtime_annotations(conf: &PluginConf) -> Option<Vec<(String, String)>> {
+pub(super) fn runtime_annotations(conf: &PluginConf) -> Option<Vec<(String, String)>> {
     let map = conf
         .runtime_config
         .as_ref()?
@@ -286,7 +286,7 @@ fn runtime_annotations(conf: &PluginConf) -> Option<Vec<(String, String)>> {
 /// The pod's own cluster network (`v1.multus-cni.io/default-network`), if it names one; a bare
 /// name is in `multusNamespace`. Under `namespaceIsolation` it must be a NAD the pod could
 /// also attach as an extra network, or of `multusNamespace` (Multus does not check this).
-fn pod_default(conf: &PluginConf, pod: &Pod) -> Result<Option<NetworkSource>, Error> {
+pub(super) fn pod_default(conf: &PluginConf, pod: &Pod) -> Result<Option<NetworkSource>, Error> {
     let Some((_, text)) = pod
         .annotations
         .iter()

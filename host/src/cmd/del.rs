@@ -3,7 +3,8 @@
 //! - With the delegate cache: every planned attachment's chain is deleted in reverse, then the
 //!   cluster network. No API read of the pod or its NADs is needed.
 //! - Without it (ADD never got that far, or the file was lost or corrupt): the cluster network
-//!   is deleted from wasmcni's own config, and any address recorded for this container in an
+//!   is deleted — the pod's own (`v1.multus-cni.io/default-network`) when the pod can still be
+//!   read, as Multus does, else the node's — and any address recorded for this container in an
 //!   IPPool is released. Links inside the pod's namespace go away with the namespace.
 //!
 //! Every step runs even when an earlier one failed; the first error is reported (an
@@ -57,7 +58,22 @@ pub(super) async fn del(
     match &record {
         Some(rec) => keep(undo(&call, rec).await),
         None => {
-            match cluster_network(&call.conf, kube.as_ref(), None).await {
+            let own = match &kube {
+                Some(kube) => pod_own_network(&call.conf, kube, req).await,
+                None => None,
+            };
+            let cluster = match own {
+                Some(own) => match cluster_network(&call.conf, kube.as_ref(), Some(&own)).await {
+                    Ok(c) => Ok(c),
+                    Err(e) => {
+                        // As Multus: DEL goes on with the node's cluster network.
+                        tracing::warn!("DEL: the pod's own cluster network: {e}");
+                        cluster_network(&call.conf, kube.as_ref(), None).await
+                    }
+                },
+                None => cluster_network(&call.conf, kube.as_ref(), None).await,
+            };
+            match cluster {
                 Ok(cluster) => keep(
                     delegate::del_chain(&call, &cluster.name, &cluster.chain, &req.ifname, None)
                         .await
@@ -85,6 +101,39 @@ pub(super) async fn del(
         None => Record::remove(&dir, &req.container_id).map_err(Error::from),
         Some(e) => Err(e),
     }
+}
+
+/// The pod's own cluster network, when a DEL without a record can still learn it: from the
+/// annotations the runtime passed, else from the pod as the API server has it. A pod that is
+/// gone or unreadable, or an annotation ADD would have refused, is none (the node's cluster
+/// network is deleted then).
+async fn pod_own_network(
+    conf: &PluginConf,
+    kube: &crate::k8s::Client,
+    req: &Request,
+) -> Option<crate::config::NetworkSource> {
+    let pod = pod_ref(req).ok()?;
+    let uid = req.args.pod_uid.as_deref();
+    let facts = match super::add::runtime_annotations(conf) {
+        Some(annotations) => crate::guest::Pod {
+            namespace: pod.namespace().into(),
+            name: pod.name().into(),
+            uid: uid.unwrap_or_default().into(),
+            labels: Vec::new(),
+            annotations,
+        },
+        None => match kube.pod(pod.namespace(), pod.name()).await {
+            Ok(p) => super::add::pod_facts(&p, pod.namespace(), pod.name(), uid),
+            Err(e) => {
+                tracing::info!("DEL without a record: {e}; the node's cluster network is used");
+                return None;
+            }
+        },
+    };
+    super::add::pod_default(conf, &facts)
+        .map_err(|e| tracing::warn!("DEL without a record: {e}"))
+        .ok()
+        .flatten()
 }
 
 /// Undo one recorded ADD: every attachment's chain in reverse, then the cluster network, each
