@@ -91,15 +91,19 @@ pub async fn plan(
     // Every answer is checked before the first API read: a bad plan costs nothing.
     let mut seen: HashSet<String> = HashSet::from([sandbox.cluster_ifname.to_string()]);
     let mut checked = Vec::with_capacity(decided.len());
+    // Each default network is the admin's once: naming it again is the pod's own request,
+    // looked up and isolated like any other (as in Multus, where the annotation's entries are).
+    let mut unused_defaults: Vec<&(NetworkRef, Resolved)> = defaults.iter().collect();
     for (i, a) in decided.into_iter().enumerate() {
         let ifname = a
             .interface
             .clone()
             .unwrap_or_else(|| format!("net{}", i + 1));
-        if let Some((_, known)) = defaults
+        if let Some(at) = unused_defaults
             .iter()
-            .find(|(r, _)| r.namespace == a.network.namespace && r.name == a.network.name)
+            .position(|(r, _)| r.namespace == a.network.namespace && r.name == a.network.name)
         {
+            let (_, known) = unused_defaults.remove(at);
             check_ifname(decider, &ifname, &known.name, &mut seen)?;
             checked.push((known.name.clone(), ifname, a, Some(known.chain.clone())));
             continue;
@@ -454,6 +458,58 @@ mod tests {
             matches!(e, Error::Api(k8s::Error::Unreachable { .. })),
             "{e}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_default_network_is_exempt_from_isolation_once() {
+        let (_dir, kube) = nowhere().await;
+        let side = NetworkRef {
+            namespace: "kube-system".into(),
+            name: "side".into(),
+        };
+        let resolved = Resolved {
+            name: "kube-system/side".into(),
+            chain: NetConfList::parse(
+                &json!({"cniVersion":"1.0.0","name":"side","type":"macvlan","master":"eth1"}),
+            )
+            .unwrap(),
+        };
+        let defaults = [(side, resolved)];
+        let isolated = Isolation::Namespaces(Vec::new());
+        let sandbox = Sandbox {
+            container_id: "c1",
+            cluster_ifname: "eth0",
+        };
+        let once = vec![asking("kube-system", "side", None)];
+        let p = plan(
+            &lookup(&kube),
+            "g",
+            once,
+            sandbox,
+            "default",
+            &isolated,
+            &defaults,
+        )
+        .await
+        .unwrap();
+        assert_eq!(p.len(), 1, "the admin's default, no API read");
+        // Named again, the second is the pod's own request: isolated like any other.
+        let twice = vec![
+            asking("kube-system", "side", None),
+            asking("kube-system", "side", None),
+        ];
+        let e = plan(
+            &lookup(&kube),
+            "g",
+            twice,
+            sandbox,
+            "default",
+            &isolated,
+            &defaults,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, Error::Isolated { .. }), "{e}");
     }
 
     #[test]
