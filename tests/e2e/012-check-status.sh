@@ -94,6 +94,34 @@ status_direct "$(jq -c --arg c "$WORK/none.conflist" '.clusterNetwork = $c' <<<"
 code_is "STATUS without a cluster network config" 50
 status_direct "$(jq -c '.cniVersion = "1.0.0"' <<<"$STATUS_CONF")"
 code_is "STATUS at cniVersion 1.0.0 (config version does not allow STATUS)" 1
+# The cluster network's own plugins, from 1.1.0, as Multus asks them (libcni's
+# GetStatusNetworkList): the reference bridge (which asks its host-local) and a gate that is not
+# ready while $WORK/gate-closed exists; below 1.1.0 none is asked.
+cat > "$CNI_BIN/status-gate" <<SH
+#!/usr/bin/env bash
+cat >/dev/null
+echo "\$CNI_COMMAND cid=[\$CNI_CONTAINERID] netns=[\$CNI_NETNS]" >> "$WORK/gate.calls"
+if [[ \$CNI_COMMAND == STATUS && -e "$WORK/gate-closed" ]]; then
+    echo '{"cniVersion":"1.1.0","code":50,"msg":"gate closed","details":"the gate says so"}'; exit 1
+fi
+exit 0
+SH
+chmod +x "$CNI_BIN/status-gate"
+for v in 1.1.0 1.0.0; do
+    jq --arg v "$v" '.cniVersion=$v | .plugins += [{"type":"status-gate"}]' "$WORK/cluster.conflist" > "$WORK/cluster-$v.conflist"
+done
+GATED=$(jq -c --arg c "$WORK/cluster-1.1.0.conflist" '.clusterNetwork = $c' <<<"$STATUS_CONF")
+status_direct "$GATED"
+check_eq "STATUS 0 with the 1.1.0 cluster network's plugins ready (bridge + host-local, the gate)" 0 "$RC"
+check_eq "…the gate was asked STATUS, for no container" "STATUS cid=[] netns=[]" "$(tail -1 "$WORK/gate.calls" 2>/dev/null)"
+touch "$WORK/gate-closed"
+status_direct "$GATED"
+code_is "STATUS: a cluster network plugin that is not ready answers with its own code" 50
+check "…and its message" grep -q "gate closed" <<<"$OUT"
+asked=$(wc -l < "$WORK/gate.calls")
+status_direct "$(jq -c --arg c "$WORK/cluster-1.0.0.conflist" '.clusterNetwork = $c' <<<"$STATUS_CONF")"
+check_eq "STATUS: a 1.0.0 cluster network's plugins are not asked (0, the gate not called)" "0 $asked" "$RC $(wc -l < "$WORK/gate.calls")"
+rm -f "$WORK/gate-closed"
 ip link del eth1
 status_direct
 code_is "STATUS with the master of an attached pod gone" 51

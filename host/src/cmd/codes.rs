@@ -154,6 +154,8 @@ impl From<delegate::Error> for Error {
                     6 => Code::Decode,
                     7 => Code::InvalidConfig,
                     11 => Code::TryAgainLater,
+                    50 => Code::NotAvailable,
+                    51 => Code::NotAvailableLimited,
                     _ => Code::Delegate,
                 };
                 Error::new(code, msg, format!("network {network}, {step}: {details}"))
@@ -204,6 +206,8 @@ mod tests {
         };
         assert_eq!(Error::from(plugin(11)).code, Code::TryAgainLater);
         assert_eq!(Error::from(plugin(7)).code, Code::InvalidConfig);
+        assert_eq!(Error::from(plugin(50)).code, Code::NotAvailable, "STATUS");
+        assert_eq!(Error::from(plugin(51)).code, Code::NotAvailableLimited);
         assert_eq!(Error::from(plugin(999)).code, Code::Delegate);
         assert_eq!(Error::from(plugin(100)).code, Code::Delegate);
     }

@@ -200,7 +200,7 @@ async fn verb(
             out
         }
         Command::Check => check::check(node, req, conf).await.map(|()| None),
-        Command::Status => status::status(node, &conf).await.map(|()| None),
+        Command::Status => status::status(node, req, &conf).await.map(|()| None),
         Command::Gc => gc::gc(node, req, conf, stdin).await.map(|()| None),
         Command::Version => unreachable!("answered by prepare"),
     }

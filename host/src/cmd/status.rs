@@ -7,6 +7,8 @@
 //! is missing while no pod uses it yet.
 //! 51 (not available, existing pods may have limited connectivity): a master interface that
 //! attached pods hang off is gone (the kernel deletes ipvlan/macvlan children with their master).
+//! Then, as Multus asks them, the cluster network's own exec'd plugins (from 1.1.0): the first
+//! that is not ready answers with its own code.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +19,7 @@ use crate::{k8s, netlink, netns};
 
 pub(super) async fn status(
     node: &std::sync::Arc<crate::node::Node>,
+    req: &crate::cni::Request,
     conf: &PluginConf,
 ) -> Result<(), Error> {
     // Multus waits up to 45 s for the file here too; STATUS answers at once instead (the
@@ -44,14 +47,14 @@ pub(super) async fn status(
         NetworkSource::Path(_) | NetworkSource::Inline(_) => None,
         _ => Some(node.kube(&conf.kubeconfig).await?),
     };
-    let cluster = super::cluster_network(conf, kube.as_ref(), None)
+    let resolved = super::cluster_network(conf, kube.as_ref(), None)
         .await
-        .map_err(|e| Error::new(Code::NotAvailable, "cluster network not ready", e.details))?
-        .chain;
+        .map_err(|e| Error::new(Code::NotAvailable, "cluster network not ready", e.details))?;
+    let cluster = &resolved.chain;
 
     // Masters: the cluster network's, and those of every attachment recorded on this node.
     let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for m in delegate::masters(&cluster) {
+    for m in delegate::masters(cluster) {
         users.entry(m).or_default();
     }
     for rec in Record::all(&conf.cni_dir) {
@@ -123,5 +126,18 @@ pub(super) async fn status(
     kube.probe_ip_pools(&conf.ipam_namespace)
         .await
         .map_err(unreachable)?;
+
+    // The cluster network's own plugins (Multus' CmdStatus).
+    let pod = crate::guest::Pod {
+        namespace: String::new(),
+        name: String::new(),
+        uid: String::new(),
+        labels: Vec::new(),
+        annotations: Vec::new(),
+    };
+    let call = super::call(node, req, conf.clone(), pod, Some(kube));
+    delegate::status_chain(&call, &resolved.name, cluster)
+        .await
+        .map_err(|e| Error::from(e).context(format!("cluster network {}", resolved.name)))?;
     Ok(())
 }

@@ -440,6 +440,31 @@ pub async fn check_chain(
     Ok(())
 }
 
+/// Ask `chain`'s plugins whether they are ready (STATUS), as Multus asks the cluster network's
+/// through libcni's `GetStatusNetworkList`: nothing below 1.1.0 (STATUS came with it), else
+/// each exec'd plugin in order, the first that is not ready answering. The built-in plugins
+/// are not asked: STATUS checks what they need (their masters) itself.
+pub async fn status_chain(call: &Call, network: &str, chain: &NetConfList) -> Result<(), Error> {
+    if !crate::cni::at_least(&chain.cni_version, "1.1.0") {
+        return Ok(());
+    }
+    for i in 0..chain.plugins.len() {
+        if !builtin::handles(chain.plugin_type(i)) {
+            let conf = chain.plugin_conf(i, None);
+            exec::run(
+                call,
+                Command::Status,
+                network,
+                chain.plugin_type(i),
+                &conf,
+                "",
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 /// One entry of the `k8s.v1.cni.cncf.io/network-status` annotation, as Multus writes it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct NetworkStatus {
