@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # tests/bench/cni.sh [-n N] [--warmup W] [--runs R] — ADD, DEL and VERSION latency of wasmcni in
 # exec mode and in thick mode (through a `wasmcni daemon` it starts) against the reference
-# macvlan + host-local plugins, on the same inputs, interleaved round-robin in one run. A benchmark, not a test: nothing here asserts a time.
+# macvlan + host-local plugins and against the chain wasmcni replaces — Multus thin v4.2.4 with
+# macvlan + host-local as the cluster network and a macvlan + whereabouts v0.9.2 NAD (the peers
+# built by tests/tools/peers) — on the same inputs, interleaved round-robin in one run. A
+# benchmark, not a test: nothing here asserts a time.
 #
 # Like the e2e tier it makes a "node" network namespace, starts the throwaway control plane on
 # that namespace's loopback (tests/cluster/with-cluster.sh), uses a veth there as the macvlan
@@ -56,13 +59,19 @@ source "$REPO/tests/cluster/objects.sh"   # kc, apply_nad, make_pod
 mkdir -p "$WORK/bin"
 cp "$WASMCNI" "$WORK/bin/wasmcni" || exit 1
 for p in "$TOOLS"/cni/*; do ln -s "$(readlink -f "$p")" "$WORK/bin/"; done
+# The peers (wasmcni execs neither: its macvlan and whereabouts IPAM are in-process).
+PEERS=$REPO/tests/.peers/bin
+for p in multus whereabouts; do
+    [[ -x $PEERS/$p ]] || { echo "cni.sh: $PEERS/$p missing (bash tests/tools/peers/build.sh)" >&2; exit 1; }
+    cp "$PEERS/$p" "$WORK/bin/$p"
+done
 
 # The macvlan master, standing in for the node's eth1: a veth whose peer stays here.
 ip link add bench0 type veth peer name bench0p && ip link set bench0 up && ip link set bench0p up || exit 1
 
 # One pod namespace per case (a case's ADD and DEL leave it as they found it).
 declare -A NS
-for c in ref_one w_one_rt w_one_get ref_two w_two_rt w_two_get d_one_rt d_two_rt d_two_get; do
+for c in ref_one w_one_rt w_one_get ref_two w_two_rt w_two_get d_one_rt d_two_rt d_two_get multus_two; do
     n=wcnib-$$-${c//_/-}
     ip netns del "$n" 2>/dev/null; rm -f "/var/run/netns/$n"
     ip netns add "$n" && ip -n "$n" link set lo up || exit 1
@@ -97,6 +106,16 @@ apply_nad bench-extra '{"cniVersion":"0.3.1","plugins":[{"type":"macvlan","maste
 for p in w-one-rt w-one-get d-one-rt; do make_pod "bench-$p" "" || exit 1; done
 for p in w-two-rt w-two-get d-two-rt d-two-get; do make_pod "bench-$p" "default/bench-extra" || exit 1; done
 
+# The Multus chain: Multus thin with the cluster network inline in "delegates" (as its installer
+# writes it; v4.2.4's DEL breaks with a conflist path as clusterNetwork), the same NAD shape on
+# its own range, whereabouts reading its flat file for the kubeconfig.
+echo "{\"kubernetes\":{\"kubeconfig\":\"$KUBECONFIG\"},\"log_level\":\"error\"}" > "$WORK/whereabouts.conf"
+apply_nad bench-extra-m "{\"cniVersion\":\"0.3.1\",\"plugins\":[{\"type\":\"macvlan\",\"master\":\"bench0\",\"mode\":\"bridge\",\"ipam\":{\"type\":\"whereabouts\",\"range\":\"172.16.22.0/24\",\"configuration_path\":\"$WORK/whereabouts.conf\"}}]}" || exit 1
+make_pod bench-multus-two "default/bench-extra-m" || exit 1
+jq -n --arg k "$KUBECONFIG" --arg dir "$WORK/multus" --slurpfile c "$WORK/cluster.conflist" \
+    '{cniVersion: "1.0.0", name: "multus-cni-network",
+      plugins: [{type: "multus", kubeconfig: $k, delegates: [$c[0]], cniDir: $dir}]}' > "$WORK/00-multus.conflist"
+
 # The node daemon for the thick-mode cases (the others set WASMCNI_DAEMON_SOCKET empty).
 mkdir -p -m 0700 "$WORK/daemon"
 WASMCNI_LOG=warn NODENAME=node-1 "$WORK/bin/wasmcni" daemon --socket "$WORK/daemon/daemon.sock" \
@@ -107,23 +126,27 @@ grep -q "daemon serving on" "$WORK/daemon/log" || { echo "cni.sh: the daemon did
 
 jq -n --arg work "$WORK" --arg cni_path "$WORK/bin" \
     --slurpfile ref "$WORK/cluster.conflist" --slurpfile net1 "$WORK/net1.conflist" \
-    --slurpfile w "$WORK/00-wasmcni.conflist" \
+    --slurpfile w "$WORK/00-wasmcni.conflist" --slurpfile m "$WORK/00-multus.conflist" \
     --arg ns_ref_one "${NS[ref_one]}" --arg ns_w_one_rt "${NS[w_one_rt]}" --arg ns_w_one_get "${NS[w_one_get]}" \
     --arg ns_ref_two "${NS[ref_two]}" --arg ns_w_two_rt "${NS[w_two_rt]}" --arg ns_w_two_get "${NS[w_two_get]}" \
     --arg ns_d_one_rt "${NS[d_one_rt]}" --arg ns_d_two_rt "${NS[d_two_rt]}" --arg ns_d_two_get "${NS[d_two_get]}" \
+    --arg ns_multus_two "${NS[multus_two]}" \
     --arg daemon_socket "$WORK/daemon/daemon.sock" \
     --arg machine "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" \
     '{work: $work, cni_path: $cni_path, machine: $machine, daemon_socket: $daemon_socket,
       ref_conflist: $ref[0], ref_net1_conflist: $net1[0], wasmcni_conflist: $w[0],
+      multus_conflist: $m[0],
       extra_nad: "default/bench-extra",
       netns: {ref_one: ("/var/run/netns/" + $ns_ref_one), w_one_rt: ("/var/run/netns/" + $ns_w_one_rt),
               w_one_get: ("/var/run/netns/" + $ns_w_one_get), ref_two: ("/var/run/netns/" + $ns_ref_two),
               w_two_rt: ("/var/run/netns/" + $ns_w_two_rt), w_two_get: ("/var/run/netns/" + $ns_w_two_get),
               d_one_rt: ("/var/run/netns/" + $ns_d_one_rt), d_two_rt: ("/var/run/netns/" + $ns_d_two_rt),
-              d_two_get: ("/var/run/netns/" + $ns_d_two_get)},
+              d_two_get: ("/var/run/netns/" + $ns_d_two_get),
+              multus_two: ("/var/run/netns/" + $ns_multus_two)},
       pods: {ref_one: "bench-ref-one", w_one_rt: "bench-w-one-rt", w_one_get: "bench-w-one-get",
              ref_two: "bench-ref-two", w_two_rt: "bench-w-two-rt", w_two_get: "bench-w-two-get",
-             d_one_rt: "bench-d-one-rt", d_two_rt: "bench-d-two-rt", d_two_get: "bench-d-two-get"}}' \
+             d_one_rt: "bench-d-one-rt", d_two_rt: "bench-d-two-rt", d_two_get: "bench-d-two-get",
+             multus_two: "bench-multus-two"}}' \
     > "$WORK/setup.json" || exit 1
 
 "$PYTHON" "$HERE/cni_driver.py" --setup "$WORK/setup.json" --command "$BENCH_CMD" \
@@ -138,8 +161,10 @@ for n in "${NETNS[@]}"; do
     l=$(ip -n "$n" -o link show | awk -F': ' '{print $2}' | grep -v '^lo$' | tr '\n' ' ')
     [[ -z $l ]] || left+=" $n: $l;"
 done
-alloc=$(kc -n kube-system get ippools.whereabouts.cni.cncf.io 172.16.20.0-24 -o json 2>/dev/null | jq -c '.spec.allocations // {}')
-[[ -z $alloc || $alloc == '{}' ]] || left+=" IPPool allocations $alloc;"
+for pool in 172.16.20.0-24 172.16.22.0-24; do
+    alloc=$(kc -n kube-system get ippools.whereabouts.cni.cncf.io $pool -o json 2>/dev/null | jq -c '.spec.allocations // {}')
+    [[ -z $alloc || $alloc == '{}' ]] || left+=" IPPool $pool allocations $alloc;"
+done
 [[ -z $(ls -A "$WORK/delegates" 2>/dev/null) ]] || left+=" delegate cache $(ls "$WORK/delegates");"
 for f in "$WORK"/host-local/*/[0-9]*; do [[ -e $f ]] && { left+=" host-local lease ${f#"$WORK"/};"; break; }; done
 if [[ -n $left ]]; then echo "cni.sh: left behind after the run:$left" >&2; rc=1; fi
