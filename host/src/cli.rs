@@ -20,6 +20,23 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use crate::config::GuestRef;
+
+/// `println!` for the admin commands: a reader that has gone (`wasmcni guest inspect m | grep
+/// -q world`) ends the command quietly, as SIGPIPE ends a C tool, instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        say(&format!($($arg)*))
+    };
+}
+
+fn say(line: &str) {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(141),
+        Err(e) => panic!("writing to stdout: {e}"),
+    }
+}
 use crate::guest::{self, DelegationRequest, Guests, IpamRequest, Origin, Pins, Pod};
 use crate::ipam::{PoolView, Range};
 use crate::k8s::IpAllocation;
@@ -237,7 +254,7 @@ pub fn main() -> ExitCode {
     let run = match Cli::parse().command {
         Cmd::Guests | Cmd::Guest(GuestCmd::List) => {
             for guest::Builtin { name, bytes, .. } in guest::BUILTIN {
-                println!(
+                out!(
                     "{name}\t{}\t{} bytes",
                     guest::sha256_hex(bytes),
                     bytes.len()
@@ -325,7 +342,7 @@ fn reconcile(a: ReconcileArgs) -> anyhow::Result<()> {
                     total.cleared += p.cleared;
                     total.waiting = p.waiting;
                     if a.once && p.waiting == 0 {
-                        println!("{}", serde_json::to_string(&total)?);
+                        out!("{}", serde_json::to_string(&total)?);
                         return Ok(());
                     }
                 }
@@ -433,7 +450,7 @@ fn install(a: InstallArgs) -> anyhow::Result<()> {
             Err(e) => return Err(e),
         }
     };
-    println!(
+    out!(
         "wasmcni install: {} at cniVersion {}, cluster network {}, binary {}",
         layout.conflist().display(),
         done.cni_version,
@@ -457,7 +474,7 @@ fn install(a: InstallArgs) -> anyhow::Result<()> {
             tokio::select! {
                 _ = term.recv() => return Ok(()),
                 _ = tick.tick() => match install::refresh_identity(&layout, &identity) {
-                    Ok(true) => println!("wasmcni install: the token changed; the node's copy is refreshed"),
+                    Ok(true) => out!("wasmcni install: the token changed; the node's copy is refreshed"),
                     Ok(false) => {}
                     // Kept running: the old token stays valid a while, the next tick retries.
                     Err(e) => eprintln!("wasmcni install: refreshing the identity: {e:#}"),
@@ -469,7 +486,7 @@ fn install(a: InstallArgs) -> anyhow::Result<()> {
 
 fn uninstall(a: LayoutArgs) -> anyhow::Result<()> {
     for p in crate::install::uninstall(&a.layout())? {
-        println!("wasmcni uninstall: removed {}", p.display());
+        out!("wasmcni uninstall: removed {}", p.display());
     }
     Ok(())
 }
@@ -477,19 +494,19 @@ fn uninstall(a: LayoutArgs) -> anyhow::Result<()> {
 fn inspect(file: &PathBuf) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let i = guest::inspect(&bytes)?;
-    println!("sha256   {}", guest::sha256_hex(&bytes));
-    println!("size     {} bytes", bytes.len());
-    println!(
+    out!("sha256   {}", guest::sha256_hex(&bytes));
+    out!("size     {} bytes", bytes.len());
+    out!(
         "world    {}",
         i.world.unwrap_or(
             "(not a wasmcni policy of this host: exports neither wasmcni:policy/ipam nor /delegation at the version this host binds, see the exports below)"
         )
     );
     for e in &i.exports {
-        println!("export   {e}");
+        out!("export   {e}");
     }
     for m in &i.imports {
-        println!("import   {m}");
+        out!("import   {m}");
     }
     Ok(())
 }
@@ -532,7 +549,7 @@ fn pin(
         let mut v = serde_json::to_value(&cm)?;
         v["apiVersion"] = "v1".into();
         v["kind"] = "ConfigMap".into();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -545,7 +562,7 @@ fn pin(
             .await?;
         anyhow::Ok(())
     })?;
-    println!(
+    out!(
         "pinned {name} ({}) in {configmap}",
         cm.data
             .as_ref()
@@ -688,7 +705,7 @@ fn test(a: TestArgs) -> anyhow::Result<()> {
     if !keep {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    println!(
+    out!(
         "{world} {} (sha256 {}) {outcome}  [compile {compile:.1?}, call {:.1?}]",
         file.display(),
         loaded.digest(),

@@ -25,7 +25,11 @@ check_eq "at 1.1.0 containerd 1.6 ran wasmcni's ADD, then DEL on its own refusal
     "$([[ $(cni_calls ADD) -gt $adds0 && $(cni_calls DEL) -gt $dels0 ]] && echo yes || echo "no: ADD $(($(cni_calls ADD) - adds0)) DEL $(($(cni_calls DEL) - dels0))")"
 check_grep "the pod's events name containerd's reason" 'unsupported CNI result version' \
     "$(kc get events --field-selector involvedObject.name=v110 -o jsonpath='{.items[*].message}')"
-check_eq "the pod is not Ready" "False" "$(kc get pod v110 -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')"
+# The kubelet posts the pod's conditions on its own sync, which under load comes after the
+# events: wait for the Ready condition to exist, then it must say False.
+ready() { kc get pod v110 -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}'; }
+for _ in $(seq 1 30); do [[ -n $(ready) ]] && break; sleep 1; done
+check_eq "the pod is not Ready" "False" "$(ready)"
 kc delete pod v110 --wait=false >/dev/null
 check "the refused pod is deleted" wait_pod_gone v110
 check_eq "nothing stays allocated for it: the IPPool is as before" "$before" "$(pool_allocations $POOL)"
