@@ -132,8 +132,9 @@ jq -n --arg work "$WORK" --arg cni_path "$WORK/bin" \
     --arg ns_d_one_rt "${NS[d_one_rt]}" --arg ns_d_two_rt "${NS[d_two_rt]}" --arg ns_d_two_get "${NS[d_two_get]}" \
     --arg ns_multus_two "${NS[multus_two]}" \
     --arg daemon_socket "$WORK/daemon/daemon.sock" \
+    --argjson uids "$(kc get pods -o json | jq -c '[.items[] | {(.metadata.name): .metadata.uid}] | add // {}')" \
     --arg machine "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" \
-    '{work: $work, cni_path: $cni_path, machine: $machine, daemon_socket: $daemon_socket,
+    '{work: $work, cni_path: $cni_path, machine: $machine, daemon_socket: $daemon_socket, uids: $uids,
       ref_conflist: $ref[0], ref_net1_conflist: $net1[0], wasmcni_conflist: $w[0],
       multus_conflist: $m[0],
       extra_nad: "default/bench-extra",

@@ -54,8 +54,11 @@ class Runner:
             env.update(self.extra_env)
         env["CNI_ARGS"] = ""      # libcni sets every CNI_* variable, empty when unused
         if pod:
+            # The pod's real UID, as the kubelet passes it (Multus refuses a UID the API server
+            # does not have for that pod: a recreated namesake).
+            uid = self.s.get("uids", {}).get(pod, "uid-" + pod)
             env["CNI_ARGS"] = ("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=%s;"
-                               "K8S_POD_INFRA_CONTAINER_ID=%s;K8S_POD_UID=uid-%s" % (pod, cid, pod))
+                               "K8S_POD_INFRA_CONTAINER_ID=%s;K8S_POD_UID=%s" % (pod, cid, uid))
         stdin_p, out_p, err_p = self.tmp + "/stdin", self.tmp + "/stdout", self.tmp + "/stderr"
         with open(stdin_p, "wb") as f:
             f.write(json.dumps(conf).encode())
