@@ -127,6 +127,8 @@ for pair in net1:old-020:0.2.0:"$a020" net2:old-none:0.1.0:"$anone"; do
     check_eq "old NADs: $ifn in the pod has that address" "$want" \
         "$(ip -n wcni-old -j addr show "$ifn" | jq -c '[.[0].addr_info[]|select(.family=="inet")|.local]')"
 done
+leases() { find "$WORK/host-local-old" -type f ! -name lock ! -name 'last_reserved_ip*' 2>/dev/null; }
+check_eq "old NADs: host-local holds one lease per old network" 2 "$(leases | wc -l)"
 check "old NADs: CHECK through cnitool succeeds" cni check wcni-old old
 check_eq "old NADs: CHECK called no plugin below 0.4.0 (libcni's lists refuse CHECK there)" "0 0" \
     "$(ls "$WORK/bridge/"*.CHECK.net1.in 2>/dev/null | wc -l) $(ls "$WORK/bridge/"*.CHECK.net2.in 2>/dev/null | wc -l)"
@@ -136,8 +138,7 @@ check_eq "old NADs: DEL hands no prevResult below 0.4.0 and the cached result at
     "false false true" \
     "$(for i in net1 net2 eth0; do jq -r 'has("prevResult")' "$(bridge_call DEL $i in)"; done | xargs)"
 check_eq "old NADs: DEL removed every link" "lo" "$(ip -n wcni-old -j link show | jq -r 'map(.ifname)|join(",")')"
-check_empty "old NADs: host-local freed both addresses" \
-    "$(find "$WORK/host-local-old" -type f ! -name lock ! -name 'last_reserved_ip*' 2>/dev/null)"
+check_empty "old NADs: host-local freed both addresses" "$(leases)"
 
 # Direct calls: wasmcni and a reference plugin, same env and stdin; "rc code" of each.
 # plugin_conf TYPE VERSION [PREV_JSON]: one plugin's config as libcni hands it over.

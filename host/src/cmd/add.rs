@@ -43,17 +43,7 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
     // 1. The pod: its annotations from the runtime when it passes them (capability
     //    io.kubernetes.cri.pod-annotations: no API round trip), else as the API server knows it.
     let kube = node.kube(&conf.kubeconfig).await?;
-    let uid = req.args.pod_uid.as_deref();
-    let facts = match runtime_annotations(&conf) {
-        Some(annotations) => Pod {
-            namespace: namespace.into(),
-            name: name.into(),
-            uid: uid.unwrap_or_default().into(),
-            labels: Vec::new(),
-            annotations,
-        },
-        None => pod_facts(&kube.pod(namespace, name).await?, namespace, name, uid),
-    };
+    let facts = read_pod(&conf, &kube, &pod, req.args.pod_uid.as_deref()).await?;
 
     // 2. The cluster network (the node's, or the pod's own by annotation) and the node's
     //    default networks (none for pods in systemNamespaces), found.
@@ -240,8 +230,29 @@ pub(super) async fn add(node: &Arc<Node>, req: &Request, conf: PluginConf) -> Re
     }
 }
 
-/// The pod as guests see it.
-pub(super) fn pod_facts(
+/// The pod as guests see it: its annotations from the runtime when it passes them (no API
+/// round trip), else the pod as the API server has it.
+pub(super) async fn read_pod(
+    conf: &PluginConf,
+    kube: &crate::k8s::Client,
+    pod: &crate::k8s::ObjectRef,
+    uid: Option<&str>,
+) -> Result<Pod, Error> {
+    let (namespace, name) = (pod.namespace(), pod.name());
+    Ok(match runtime_annotations(conf) {
+        Some(annotations) => Pod {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: uid.unwrap_or_default().into(),
+            labels: Vec::new(),
+            annotations,
+        },
+        None => pod_facts(&kube.pod(namespace, name).await?, namespace, name, uid),
+    })
+}
+
+/// The pod as the API server has it, as guests see it.
+fn pod_facts(
     pod: &k8s_openapi::api::core::v1::Pod,
     namespace: &str,
     name: &str,
@@ -270,7 +281,7 @@ pub(super) fn pod_facts(
 /// The pod's annotations as the runtime passed them (`runtimeConfig` capability
 /// `io.kubernetes.cri.pod-annotations`), if it did. Labels are not passed this way: a
 /// label-driven delegation policy needs the pod read from the API (leave the capability out).
-pub(super) fn runtime_annotations(conf: &PluginConf) -> Option<Vec<(String, String)>> {
+fn runtime_annotations(conf: &PluginConf) -> Option<Vec<(String, String)>> {
     let map = conf
         .runtime_config
         .as_ref()?

@@ -113,22 +113,12 @@ async fn pod_own_network(
     req: &Request,
 ) -> Option<crate::config::NetworkSource> {
     let pod = pod_ref(req).ok()?;
-    let uid = req.args.pod_uid.as_deref();
-    let facts = match super::add::runtime_annotations(conf) {
-        Some(annotations) => crate::guest::Pod {
-            namespace: pod.namespace().into(),
-            name: pod.name().into(),
-            uid: uid.unwrap_or_default().into(),
-            labels: Vec::new(),
-            annotations,
-        },
-        None => match kube.pod(pod.namespace(), pod.name()).await {
-            Ok(p) => super::add::pod_facts(&p, pod.namespace(), pod.name(), uid),
-            Err(e) => {
-                tracing::info!("DEL without a record: {e}; the node's cluster network is used");
-                return None;
-            }
-        },
+    let facts = match super::add::read_pod(conf, kube, &pod, req.args.pod_uid.as_deref()).await {
+        Ok(facts) => facts,
+        Err(e) => {
+            tracing::info!("DEL without a record: {e}; the node's cluster network is used");
+            return None;
+        }
     };
     super::add::pod_default(conf, &facts)
         .map_err(|e| tracing::warn!("DEL without a record: {e}"))
